@@ -1,0 +1,1 @@
+"""avedge: edge runtime for audio-visual speech models."""

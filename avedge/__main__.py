@@ -1,0 +1,5 @@
+import sys
+
+from avedge.cli import main
+
+sys.exit(main())

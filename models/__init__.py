@@ -1,0 +1,1 @@
+"""avedge.models."""

@@ -1,0 +1,32 @@
+"""User-facing errors. The CLI prints these as one line and exits non-zero, no traceback.
+
+Every message says what was wrong and what is accepted.
+"""
+
+
+class AvedgeError(Exception):
+    """Base of every error caused by the user's input rather than a bug in avedge."""
+
+
+class UnknownNameError(AvedgeError, KeyError):
+    """A name (target, backend, recipe, model family) that is not registered."""
+
+    def __init__(self, kind: str, name: str, available):
+        self.kind, self.name, self.available = kind, name, sorted(available)
+        listed = ", ".join(self.available) or "(none)"
+        super().__init__(f"unknown {kind} {name!r}; available: {listed}")
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return self.args[0]
+
+
+class ArtifactError(AvedgeError):
+    """An artifact directory that is missing, corrupt, or does not match its manifest."""
+
+
+class InputError(AvedgeError, ValueError):
+    """Inputs whose names, shapes, dtypes or values the model does not accept."""
+
+
+class BackendUnavailableError(AvedgeError):
+    """A backend that cannot run on this machine (missing package, no GPU, ...)."""
