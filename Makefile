@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV) || python3 -m venv $(VENV)
 	# torch first and pinned, so nothing below can pull the multi-GB CUDA build.
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[audio,dev]"
+	$(BIN)/pip install -q -e ".[audio,dev,corpus]"
 	rm -f $(VENV)/.installed-*
 	touch $@
 
