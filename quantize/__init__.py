@@ -1,1 +1,19 @@
-"""avedge.quantize."""
+"""Compression: configs, named recipes, and the per-format quantizers."""
+
+from avedge.quantize.configs import (
+    Fp16Config,
+    Int8DynamicConfig,
+    config_from_json,
+    config_to_json,
+)
+from avedge.quantize.recipes import Recipe, get_recipe, recipe_names
+
+__all__ = [
+    "Fp16Config",
+    "Int8DynamicConfig",
+    "Recipe",
+    "config_from_json",
+    "config_to_json",
+    "get_recipe",
+    "recipe_names",
+]

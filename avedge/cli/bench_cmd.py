@@ -1,0 +1,44 @@
+"""avedge bench DIR [--backend B] [--runs N] [--json]: time one call of the graph
+(one chunk, for a streaming model) after warm-up; median and p90."""
+
+from avedge.cli.common import print_json, print_table, quiet_native_logs
+
+
+def register(sub):
+    p = sub.add_parser("bench", help="time an artifact on a backend")
+    p.add_argument("artifact")
+    p.add_argument("--backend", help="backend (default: the artifact's first available)")
+    p.add_argument("--runs", type=int, default=200)
+    p.add_argument("--warmup", type=int, default=20)
+    p.add_argument("--threads", type=int, help="threads (default: the target's)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    quiet_native_logs()
+    from avedge.runtime import load
+    from avedge.runtime.bench import bench_session
+    from avedge.runtime.errors import AvedgeError
+
+    if args.runs < 1:
+        raise AvedgeError(f"--runs must be at least 1, got {args.runs}")
+    loaded = load(args.artifact, backend=args.backend, threads=args.threads)
+    sessions = getattr(loaded, "sessions", None) or {"": loaded}
+    results = []
+    for name, sess in sessions.items():
+        r = bench_session(sess, runs=args.runs, warmup=args.warmup)
+        budget = (sess.manifest.get("budgets") or {}).get("chunk_latency_ms")
+        if budget is not None:
+            r["budget_ms"] = budget
+            r["within_budget"] = r["median_ms"] <= budget
+        results.append({"component": name, **r} if name else r)
+    if args.json:
+        print_json(results[0] if len(results) == 1 else results)
+    else:
+        print_table([{**r, "median_ms": f"{r['median_ms']:.4f}", "p90_ms": f"{r['p90_ms']:.4f}"}
+                     for r in results],
+                    (["component"] if len(results) > 1 else [])
+                    + ["backend", "median_ms", "p90_ms", "runs"]
+                    + (["budget_ms", "within_budget"] if "budget_ms" in results[0] else []))
+    return 0

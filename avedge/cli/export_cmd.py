@@ -1,0 +1,49 @@
+"""avedge export MODEL --target T [--recipe R] --out DIR
+
+MODEL is a registered family (see models/registry.py) or package.module:factory,
+where factory() returns (module, example_inputs).
+"""
+
+import os
+import sys
+
+from avedge.cli.common import print_json, quiet_native_logs
+
+
+def register(sub):
+    p = sub.add_parser("export", help="lower a model for a target into an artifact directory")
+    p.add_argument("model", help="registered family name or package.module:factory")
+    p.add_argument("--target", required=True, help="device target (see `avedge targets`)")
+    p.add_argument("--recipe", help="compression recipe (default: the target's)")
+    p.add_argument("--out", required=True, help="artifact directory to write (atomically)")
+    p.add_argument("--weights", help="weights file (.safetensors) for a registered family")
+    p.add_argument("--allow-over-budget", action="store_true",
+                   help="write the artifact even if it exceeds the target's weights budget")
+    p.add_argument("--json", action="store_true", help="print the manifest as JSON")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    quiet_native_logs()
+    from avedge.models.registry import resolve_model
+    from avedge.quantize import get_recipe
+    from avedge.targets import get_target
+
+    target = get_target(args.target)  # fail fast on names, before the slow model build
+    if args.recipe:
+        get_recipe(args.recipe)
+    # Like `python -m`, let a user's own package in the working directory be imported.
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    model = resolve_model(args.model, weights=args.weights)
+    art = target.export(model.module, model.example_inputs, args.out, recipe=args.recipe,
+                        family=model.family, allow_over_budget=args.allow_over_budget)
+    if args.json:
+        print_json(art.manifest)
+    else:
+        m = art.manifest
+        files = ", ".join(f"{n} ({r['bytes'] / 1024:.0f} KiB)" for n, r in m["files"].items())
+        parity = ", ".join(f"{f}: {p['max_abs_err']:.2e}" for f, p in m["parity"].items())
+        print(f"wrote {args.out}: {m['family']} for {m['target']} ({m['recipe']})\n"
+              f"  files: {files}\n  parity vs eager (max abs err): {parity}")
+    return 0

@@ -1,0 +1,43 @@
+"""avedge info DIR [--json]: what an artifact holds, and whether it is intact."""
+
+from avedge.cli.common import print_json
+
+
+def register(sub):
+    p = sub.add_parser("info", help="describe an artifact directory")
+    p.add_argument("artifact", help="artifact directory")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from avedge.runtime.loader import servable_backends
+    from avedge.runtime.manifest import read_manifest, verify_all
+
+    m = read_manifest(args.artifact)
+    verify_all(args.artifact, m)  # raises, naming the damaged file
+    if args.json:
+        print_json({**m, "verified": True})
+        return 0
+    print(f"{args.artifact}: {m.get('kind', 'model')} {m.get('family')} for target "
+          f"{m['target']}, recipe {m['recipe']} (files verified)")
+    if m.get("kind") == "pipeline":
+        for name, comp in m["components"].items():
+            print(f"  component {name}: {comp['dir']}/ ({comp['recipe']})")
+        return 0
+    print(f"  backends: {', '.join(servable_backends(m))}")
+    for name, rec in m["files"].items():
+        print(f"  file {name}: {rec['bytes']} bytes, sha256 {rec['sha256'][:16]}…")
+    for kind in ("inputs", "outputs"):
+        for s in m[kind]:
+            print(f"  {kind[:-1]} {s['name']}: {tuple(s['shape'])} {s['dtype']}")
+    if m.get("stream"):
+        s = m["stream"]
+        print(f"  stream: chunk {s['chunk_samples']} samples, lookahead "
+              f"{s['lookahead_samples']}, sample rate {s['sample_rate']}, "
+              f"{len(s['state'])} state tensors, conditions {s['conditions'] or 'none'}")
+    for fmt, p in m.get("parity", {}).items():
+        print(f"  parity {fmt} on {p['backend']}: max abs err {p['max_abs_err']:.2e}")
+    print(f"  parameters: {m.get('parameters')}; versions: "
+          + ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v))
+    return 0

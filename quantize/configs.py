@@ -1,0 +1,60 @@
+"""Compression configs: one small frozen dataclass per technique, validated in
+__post_init__, JSON round-trippable (`config_to_json` / `config_from_json`).
+
+A config is either applied to the nn.Module before lowering (pruning, low-rank,
+weight-only quantization — `quantize_(model, config)`), or consumed by a format's
+lowering step (dynamic int8 is PT2E for `.pte`, onnxruntime's quantizer for `.onnx`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+_CONFIG_TYPES: dict[str, type] = {}
+
+
+def register_config(cls):
+    _CONFIG_TYPES[cls.__name__] = cls
+    return cls
+
+
+@register_config
+@dataclass(frozen=True)
+class Int8DynamicConfig:
+    """int8 weights, activations quantized at run time per call (dynamic).
+
+    The usual first step for speech models on CPUs: no calibration data needed, and
+    the activation ranges of streaming audio vary too much for one static scale.
+    """
+
+    per_channel: bool = True  # one weight scale per output channel
+
+    def __post_init__(self):
+        if not isinstance(self.per_channel, bool):
+            raise ValueError(f"per_channel must be a bool, got {self.per_channel!r}")
+
+
+@register_config
+@dataclass(frozen=True)
+class Fp16Config:
+    """Half-precision weights and arithmetic; inputs and outputs stay fp32 so callers
+    need not care (the cast happens at the graph's edges)."""
+
+    keep_io_fp32: bool = True
+
+    def __post_init__(self):
+        if not self.keep_io_fp32:
+            raise ValueError("Fp16Config(keep_io_fp32=False) is not supported: artifacts take fp32")
+
+
+def config_to_json(config) -> dict:
+    return {"type": type(config).__name__, **dataclasses.asdict(config)}
+
+
+def config_from_json(data: dict):
+    data = dict(data)
+    name = data.pop("type", None)
+    if name not in _CONFIG_TYPES:
+        raise ValueError(f"unknown compression config type {name!r}; known: {sorted(_CONFIG_TYPES)}")
+    return _CONFIG_TYPES[name](**data)

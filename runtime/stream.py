@@ -1,0 +1,155 @@
+"""Stream: feed a stateful chunked model any amount of signal at a time.
+
+    >>> from avedge.runtime import load
+    >>> sess = load("artifacts/tiny-stream-cpu")          # doctest: +SKIP
+    >>> stream = sess.stream()                            # doctest: +SKIP
+    >>> pieces = []
+    >>> for block in blocks_from_microphone():            # doctest: +SKIP
+    ...     stream.accept(block)          # any length; buffered into whole chunks
+    ...     if stream.ready():
+    ...         pieces.append(stream.read())  # output of every complete chunk
+    >>> pieces.append(stream.finish())    # flush: total output length == total input length
+    >>> stream.reset()                    # ready for the next utterance
+
+The model's state lives here (passed explicitly in and out of the graph each chunk),
+never in the session. A model with lookahead L emits output delayed by L samples;
+the stream drops those first L samples and flushes L zeros at finish(), so output
+sample n is aligned with input sample n. Chunks of any size are buffered; a chunk
+with the wrong channel layout, a non-float dtype or non-finite values is refused
+with an error and leaves the stream exactly as it was.
+"""
+
+from __future__ import annotations
+
+import time
+from fractions import Fraction
+
+import numpy as np
+from avedge.runtime.errors import InputError
+from avedge.runtime.session import check_array
+
+
+class Stream:
+    def __init__(self, session, conditions: dict | None = None):
+        spec = session.manifest.get("stream")
+        if not spec:
+            raise InputError(f"{session.path} is not a streaming model (its manifest has no "
+                             f"stream section); use Session.run instead")
+        self.session = session
+        self.spec = spec
+        by_name = {s["name"]: s for s in session.inputs}
+        self._chunk_spec = by_name[spec["input"]]
+        self._lead = tuple(self._chunk_spec["shape"][:-1])  # e.g. (1,) for (1, 128)
+        self.chunk = int(self._chunk_spec["shape"][-1])
+        self._dtype = np.dtype(self._chunk_spec["dtype"])
+        out_spec = {s["name"]: s for s in session.outputs}[spec["output"]]
+        self._out_index = [s["name"] for s in session.outputs].index(spec["output"])
+        # Output samples per input sample (1 for same-rate models like enhancers).
+        self._ratio = Fraction(int(out_spec["shape"][-1]), self.chunk)
+        self._skip_total = int(spec.get("lookahead_samples", 0) * self._ratio)
+        self._state_pairs = [(p["input"], p["output"]) for p in spec.get("state", [])]
+        out_names = [s["name"] for s in session.outputs]
+        self._state_out_index = [out_names.index(o) for _, o in self._state_pairs]
+        self._conditions = self._check_conditions(conditions or {}, by_name)
+        self.chunk_ms: list[float] = []  # compute time of every chunk run, for reports
+        self.reset()
+
+    def _check_conditions(self, conditions: dict, by_name: dict) -> dict:
+        wanted = self.spec.get("conditions", [])
+        unknown = sorted(set(conditions) - set(wanted))
+        missing = [n for n in wanted if n not in conditions]
+        if unknown or missing:
+            expected = ", ".join(f"{n} {tuple(by_name[n]['shape'])}" for n in wanted) or "none"
+            raise InputError(f"stream conditions: unknown {unknown}, missing {missing}; this "
+                             f"model takes: {expected}")
+        return {n: check_array(by_name[n], conditions[n]) for n in wanted}
+
+    def reset(self) -> None:
+        """Back to the initial state; buffered input and unread output are dropped."""
+        self._state = {n: self.session.init_state[n].copy() for n, _ in self._state_pairs}
+        self._buf = np.zeros(self._lead + (0,), self._dtype)
+        self._out: list[np.ndarray] = []
+        self._skip = self._skip_total
+        self._n_in = 0
+        self._n_out = 0
+        self._finished = False
+
+    @property
+    def samples_in(self) -> int:
+        return self._n_in
+
+    def accept(self, samples) -> None:
+        if self._finished:
+            raise InputError("this stream was finished; call reset() to start a new one")
+        x = np.asarray(samples)
+        if x.dtype.kind != "f":
+            raise InputError(f"stream input has dtype {x.dtype}; give floating-point samples "
+                             f"(they are converted to {self._dtype})")
+        if x.ndim == 1 and all(d == 1 for d in self._lead):
+            x = x.reshape(self._lead + (-1,))
+        if x.shape[:-1] != self._lead:
+            raise InputError(f"stream input has shape {x.shape}; expected (..., T) with leading "
+                             f"dims {self._lead}" + (" or a 1-D array" if all(
+                                 d == 1 for d in self._lead) else ""))
+        if not np.isfinite(x).all():
+            raise InputError("stream input contains NaN or inf samples; the block was refused "
+                             "and the stream is unchanged")
+        self._buf = np.concatenate([self._buf, x.astype(self._dtype, copy=False)], axis=-1)
+        self._n_in += x.shape[-1]
+
+    def ready(self) -> bool:
+        """True when at least one whole chunk is buffered."""
+        return self._buf.shape[-1] >= self.chunk
+
+    def read(self) -> np.ndarray:
+        """Run every complete buffered chunk; return their (aligned) output."""
+        while self.ready():
+            self._run_chunk(self._buf[..., : self.chunk])
+            self._buf = self._buf[..., self.chunk:]
+        return self._take()
+
+    def finish(self) -> np.ndarray:
+        """Flush: zero-pad the partial chunk and the lookahead, return the rest of the
+        output so that the total equals the total input length."""
+        head = self.read()
+        want = int(self._n_in * self._ratio)
+        # Output counted after the lookahead skip, so running padded chunks until it
+        # covers the input flushes the lookahead too.
+        while self._n_out + sum(o.shape[-1] for o in self._out) < want:
+            pad = np.zeros(self._lead + (self.chunk - self._buf.shape[-1],), self._dtype)
+            self._run_chunk(np.concatenate([self._buf, pad], axis=-1))
+            self._buf = self._buf[..., :0]
+        before = self._n_out
+        tail = self._take()[..., : want - before]
+        self._n_out = want
+        self._finished = True
+        return np.concatenate([head, tail], axis=-1)
+
+    def _run_chunk(self, chunk: np.ndarray) -> None:
+        arrays = []
+        for spec in self.session.inputs:
+            name = spec["name"]
+            if name == self.spec["input"]:
+                arrays.append(np.ascontiguousarray(chunk))
+            elif name in self._state:
+                arrays.append(self._state[name])
+            else:
+                arrays.append(self._conditions[name])
+        t0 = time.perf_counter()
+        outs = self.session.run_ordered(arrays)
+        self.chunk_ms.append((time.perf_counter() - t0) * 1e3)
+        for (name, _), idx in zip(self._state_pairs, self._state_out_index):
+            self._state[name] = outs[idx]
+        y = outs[self._out_index]
+        if self._skip:
+            drop = min(self._skip, y.shape[-1])
+            y, self._skip = y[..., drop:], self._skip - drop
+        self._out.append(y)
+
+    def _take(self) -> np.ndarray:
+        if not self._out:
+            return np.zeros(self._lead + (0,), self._dtype)
+        y = np.concatenate(self._out, axis=-1)
+        self._out = []
+        self._n_out += y.shape[-1]
+        return y

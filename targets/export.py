@@ -1,0 +1,234 @@
+"""export(): lower a module for a target into an artifact directory, atomically.
+
+The directory is built in a hidden sibling and renamed into place only when every
+file is written, hashed and checked against eager PyTorch in the real runtime that
+will run it (parity recorded in the manifest). A failed export leaves nothing behind
+and never clobbers a previous artifact.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import importlib.metadata
+import os
+import platform
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from avedge.quantize import get_recipe
+from avedge.runtime.errors import AvedgeError
+from avedge.runtime.loader import INIT_STATE_FILE, load
+from avedge.runtime.manifest import (
+    FORMAT_VERSION,
+    MANIFEST_NAME,
+    file_record,
+    write_json_atomic,
+)
+from avedge.targets.lower_executorch import lower_pte
+from avedge.targets.lower_onnx import lower_onnx
+from avedge.targets.lower_torch import lower_pt2
+from avedge.targets.registry import get_target
+from avedge.targets.signature import describe
+
+MODEL_FILES = {"pte": "model.pte", "onnx": "model.onnx", "pt2": "model.pt2"}
+WEIGHTS_FILE = "weights.safetensors"
+# The CPU runtime that checks each format at export (a Jetson artifact is checked here
+# on onnxruntime's CPU provider; the device itself runs the same file on CUDA/TensorRT).
+PARITY_BACKEND = {"pte": "executorch", "onnx": "onnxruntime", "pt2": "torch"}
+# Above this relative error an fp32 export is broken, not merely imprecise.
+FP32_PARITY_LIMIT = 1e-3
+VERSIONED_PACKAGES = ("avedge", "torch", "executorch", "torchao", "onnx", "onnxruntime")
+
+
+@dataclass
+class Artifact:
+    path: Path
+    manifest: dict
+
+    def load(self, backend: str | None = None, threads: int | None = None):
+        return load(self.path, backend=backend, threads=threads)
+
+
+def export(target, module, example_inputs, out_dir, recipe: str | None = None, *,
+           family: str | None = None, metric: dict | None = None, extra: dict | None = None,
+           allow_over_budget: bool = False) -> Artifact:
+    target = get_target(target)
+    recipe_obj = get_recipe(recipe or target.default_recipe)
+    module = module.eval()
+    example_inputs = tuple(example_inputs)
+    sig = describe(module, example_inputs)
+    custom_ops = find_custom_ops(module, example_inputs)
+    in_names = [s["name"] for s in sig.inputs]
+    out_names = [s["name"] for s in sig.outputs]
+    with staged_dir(out_dir) as tmp:
+        files = {}
+        for fmt in target.formats:
+            path = tmp / MODEL_FILES[fmt]
+            if fmt == "pte":
+                lower_pte(module, example_inputs, recipe_obj, path, custom_ops)
+            elif fmt == "onnx":
+                lower_onnx(module, example_inputs, in_names, out_names, recipe_obj, path,
+                           custom_ops)
+            else:
+                lower_pt2(module, example_inputs, recipe_obj, path, tmp / WEIGHTS_FILE)
+                files[WEIGHTS_FILE] = file_record(tmp / WEIGHTS_FILE, "safetensors")
+            files[path.name] = file_record(path, fmt)
+        if sig.init_state:
+            np.savez(tmp / INIT_STATE_FILE, **sig.init_state)
+            files[INIT_STATE_FILE] = file_record(tmp / INIT_STATE_FILE, "npz")
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "kind": "model",
+            "family": family or getattr(module, "family", type(module).__name__),
+            "target": target.name,
+            "backends": list(target.backends),
+            "precision": target.precision,
+            "threads": target.threads,
+            "recipe": recipe_obj.name,
+            "recipe_configs": recipe_obj.to_json()["configs"],
+            "custom_ops": custom_ops,
+            "files": files,
+            "inputs": sig.inputs,
+            "outputs": sig.outputs,
+            "stream": sig.stream,
+            "token_rates": getattr(module, "token_rates", None),
+            "parameters": sum(p.numel() for p in module.parameters()),
+            "budgets": budget_report(target, files),
+            "versions": versions(),
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "metric": metric,
+            "extra": extra or {},
+        }
+        write_json_atomic(tmp / MANIFEST_NAME, manifest)
+        manifest["parity"] = measure_parity(tmp, manifest, example_inputs, sig.example_outputs)
+        write_json_atomic(tmp / MANIFEST_NAME, manifest)
+        check_parity(manifest)
+        check_budgets(manifest, allow_over_budget)
+    return Artifact(Path(out_dir), manifest)
+
+
+def export_pipeline(target, components: dict, out_dir, recipe: str | None = None, *,
+                    recipes: dict | None = None, family: str | None = None,
+                    metric: dict | None = None, extra: dict | None = None,
+                    allow_over_budget: bool = False) -> Artifact:
+    """Several graphs as one artifact: components = {name: (module, example_inputs)};
+    `recipes` overrides the recipe per component (e.g. keep a run-once encoder fp32)."""
+    target = get_target(target)
+    recipes = recipes or {}
+    with staged_dir(out_dir) as tmp:
+        parts, files = {}, {}
+        for name, (module, example) in components.items():
+            art = export(target, module, example, tmp / name, recipes.get(name, recipe),
+                         family=f"{family}/{name}" if family else name,
+                         allow_over_budget=allow_over_budget)
+            parts[name] = {"dir": name, "recipe": art.manifest["recipe"]}
+            files[f"{name}/{MANIFEST_NAME}"] = file_record(tmp / name / MANIFEST_NAME, "manifest")
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "kind": "pipeline",
+            "family": family,
+            "target": target.name,
+            "backends": list(target.backends),
+            "recipe": recipe or target.default_recipe,
+            "components": parts,
+            "files": files,
+            "versions": versions(),
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "metric": metric,
+            "extra": extra or {},
+        }
+        write_json_atomic(tmp / MANIFEST_NAME, manifest)
+    return Artifact(Path(out_dir), manifest)
+
+
+def find_custom_ops(module, example_inputs) -> list[str]:
+    """avedge ops in the traced graph: they need the avedge kernels at run time."""
+    has_lib = any(ns == "avedge" for ns in dir(torch.ops) if not ns.startswith("_"))
+    if not has_lib:
+        return []
+    graph = torch.export.export(module, tuple(example_inputs)).graph
+    ops = {str(n.target.name()).split(".")[0] for n in graph.nodes
+           if n.op == "call_function" and getattr(n.target, "namespace", None) == "avedge"}
+    return sorted(ops)
+
+
+def measure_parity(tmp: Path, manifest: dict, example_inputs, expected) -> dict:
+    arrays = [x.detach().numpy() for x in example_inputs]
+    ref = [e.detach().numpy() for e in expected]
+    parity = {}
+    for name, rec in manifest["files"].items():
+        backend = PARITY_BACKEND.get(rec["format"])
+        if backend is None:
+            continue
+        got = load(tmp, backend=backend).run_ordered(arrays)
+        err = max(float(np.max(np.abs(g.astype(np.float64) - r))) if r.size else 0.0
+                  for g, r in zip(got, ref))
+        scale = max(float(np.max(np.abs(r))) if r.size else 0.0 for r in ref) or 1.0
+        parity[rec["format"]] = {"backend": backend, "max_abs_err": err, "rel_err": err / scale}
+    return parity
+
+
+def check_parity(manifest: dict) -> None:
+    if manifest["recipe"] != "fp32":
+        return  # quantized error is a property of the recipe, recorded, not a fault
+    for fmt, p in manifest["parity"].items():
+        if p["rel_err"] > FP32_PARITY_LIMIT:
+            raise AvedgeError(f"fp32 {fmt} export disagrees with eager PyTorch (relative error "
+                              f"{p['rel_err']:.2e} > {FP32_PARITY_LIMIT:g} on {p['backend']}); "
+                              f"the model uses an op the lowering gets wrong")
+
+
+def budget_report(target, files: dict) -> dict:
+    b = target.budgets
+    model_bytes = max((r["bytes"] for r in files.values() if r["format"] in MODEL_FILES), default=0)
+    report = {"chunk_latency_ms": b.chunk_latency_ms, "ram_mb": b.ram_mb,
+              "weights_mb": b.weights_mb, "model_file_mb": round(model_bytes / 2**20, 4)}
+    report["weights_ok"] = b.weights_mb is None or report["model_file_mb"] <= b.weights_mb
+    return report
+
+
+def check_budgets(manifest: dict, allow_over_budget: bool) -> None:
+    b = manifest["budgets"]
+    if not b["weights_ok"] and not allow_over_budget:
+        raise AvedgeError(f"the model file is {b['model_file_mb']:.2f} MB, over the "
+                          f"{manifest['target']} weights budget of {b['weights_mb']} MB; compress "
+                          f"it (another --recipe) or pass --allow-over-budget")
+
+
+def versions() -> dict:
+    out = {"python": platform.python_version()}
+    for pkg in VERSIONED_PACKAGES:
+        try:
+            out[pkg] = importlib.metadata.version(pkg)
+        except importlib.metadata.PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+@contextlib.contextmanager
+def staged_dir(out_dir):
+    """Yield a hidden sibling directory; on success it replaces `out_dir` in one rename."""
+    out = Path(out_dir)
+    if out.exists() and not (out.is_dir() and ((out / MANIFEST_NAME).exists()
+                                               or not any(out.iterdir()))):
+        raise AvedgeError(f"{out} exists and is not an avedge artifact; choose another --out "
+                          f"or remove it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        yield tmp
+        if out.exists():
+            old = out.with_name(f".{out.name}.old-{os.getpid()}")
+            os.rename(out, old)
+            os.rename(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -1,0 +1,60 @@
+"""Lower to ONNX with torch's exporter; int8 by onnxruntime's dynamic quantizer, fp16
+by exporting a half-precision copy whose edges cast to and from fp32."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import tempfile
+from pathlib import Path
+
+import torch
+from avedge.quantize import Fp16Config, Int8DynamicConfig, Recipe
+
+ONNX_OPSET = 18
+
+
+class _HalfInside(torch.nn.Module):
+    """fp32 in, fp16 arithmetic, fp32 out: callers keep feeding fp32."""
+
+    def __init__(self, module):
+        super().__init__()
+        self.inner = module.half()
+
+    def forward(self, *args):
+        out = self.inner(*(a.half() if a.is_floating_point() else a for a in args))
+        if isinstance(out, (tuple, list)):
+            return tuple(o.float() if o.is_floating_point() else o for o in out)
+        return out.float()
+
+
+def lower_onnx(module, example_inputs: tuple, input_names: list[str], output_names: list[str],
+               recipe: Recipe, path: Path, custom_ops: list[str]) -> None:
+    import copy
+
+    if recipe.find(Fp16Config):
+        module = _HalfInside(copy.deepcopy(module)).eval()
+    table = None
+    if custom_ops:
+        from avedge.cpp_kernels import onnx_translation_table
+
+        table = onnx_translation_table()
+    int8 = recipe.find(Int8DynamicConfig)
+    with tempfile.TemporaryDirectory() as tmp:
+        fp_path = Path(tmp) / "fp.onnx" if int8 else path
+        _quiet_export(module, example_inputs, fp_path, input_names, output_names, table)
+        if int8:
+            from avedge.quantize.onnx_int8 import quantize_onnx_dynamic_int8
+
+            quantize_onnx_dynamic_int8(fp_path, path, int8)
+
+
+def _quiet_export(module, example_inputs, path, input_names, output_names, table) -> None:
+    # The exporter prints progress lines and torchvision notices; they are not for users.
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+    kwargs = {"custom_translation_table": table} if table else {}
+    with contextlib.redirect_stdout(io.StringIO()):
+        torch.onnx.export(module, tuple(example_inputs), str(path), input_names=input_names,
+                          output_names=output_names, dynamo=True, external_data=False,
+                          opset_version=ONNX_OPSET, verbose=False, **kwargs)

@@ -1,0 +1,85 @@
+import json
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from avedge.runtime import load
+from avedge.runtime.errors import AvedgeError
+from avedge.runtime.manifest import sha256_file
+from avedge.targets import get_target
+
+
+def test_cpu_artifact_manifest(cpu_artifact):
+    m = json.loads((cpu_artifact.path / "manifest.json").read_text())
+    assert m["target"] == "cpu" and m["recipe"] == "fp32" and m["family"] == "tiny-stream"
+    assert {"model.pte", "model.onnx", "init_state.npz"} <= set(m["files"])
+    for name, rec in m["files"].items():
+        assert rec["sha256"] == sha256_file(cpu_artifact.path / name)
+    assert [s["name"] for s in m["inputs"]][0] == "chunk"
+    assert m["stream"]["chunk_samples"] == 128 and m["stream"]["lookahead_samples"] == 32
+    assert len(m["stream"]["state"]) == 3 and m["stream"]["conditions"] == []
+    assert m["versions"]["torch"].startswith("2.13") and m["versions"]["executorch"]
+    for fmt in ("pte", "onnx"):
+        assert m["parity"][fmt]["max_abs_err"] < 1e-5
+
+
+def test_int8_onnx_is_quantized_and_smaller(tmp_path, tiny_model, cpu_artifact):
+    model, example = tiny_model
+    art = get_target("cpu").export(model, example, tmp_path / "int8", recipe="int8")
+    graph = onnx.load(str(art.path / "model.onnx")).graph
+    assert any("Integer" in n.op_type or "Quant" in n.op_type for n in graph.node)
+    assert art.manifest["recipe"] == "int8"
+    assert art.manifest["parity"]["onnx"]["max_abs_err"] > 0  # quantized: not bit-equal
+
+
+def test_jetson_fp16_onnx_keeps_fp32_io(tmp_path, tiny_model):
+    model, example = tiny_model
+    art = get_target("jetson-orin").export(model, example, tmp_path / "orin")
+    proto = onnx.load(str(art.path / "model.onnx"))
+    assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in proto.graph.initializer)
+    sess = load(art.path, backend="onnxruntime")
+    assert sess.inputs[0]["dtype"] == "float32"
+    assert art.manifest["parity"]["onnx"]["rel_err"] < 5e-3
+
+
+def test_gpu_artifact_runs_on_the_torch_path(tmp_path, tiny_model):
+    model, example = tiny_model
+    art = get_target("gpu").export(model, example, tmp_path / "gpu")
+    assert {"model.pt2", "weights.safetensors"} <= set(art.manifest["files"])
+    sess = load(art.path, backend="torch")
+    out = sess.run(**{s["name"]: x.numpy() for s, x in zip(sess.inputs, example)})
+    np.testing.assert_allclose(out["out"], model(*example)[0].detach().numpy(), atol=1e-6)
+
+
+def test_failed_export_leaves_old_artifact_untouched(tmp_path, tiny_model):
+    model, example = tiny_model
+    out = tmp_path / "art"
+    get_target("gpu").export(model, example, out)
+    before = (out / "manifest.json").read_text()
+
+    class Broken(torch.nn.Module):
+        def forward(self, x):
+            return x.numpy()  # not a tensor: describe() refuses it
+
+    with pytest.raises(AvedgeError):
+        get_target("gpu").export(Broken(), (torch.zeros(2),), out)
+    assert (out / "manifest.json").read_text() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["art"]  # no temp dirs left
+
+
+def test_refuses_to_overwrite_a_non_artifact_directory(tmp_path, tiny_model):
+    model, example = tiny_model
+    (tmp_path / "precious.txt").write_text("mine")
+    with pytest.raises(AvedgeError, match="not an avedge artifact"):
+        get_target("gpu").export(model, example, tmp_path)
+    assert (tmp_path / "precious.txt").read_text() == "mine"
+
+
+def test_over_the_weights_budget_is_refused_with_figures(tmp_path):
+    big = torch.nn.Linear(1024, 1024)  # 4 MB of fp32 weights, int8 ~1 MB + onnx fp32 copy
+    big.output_names = ["y"]
+    with pytest.raises(AvedgeError, match=r"over the hearable weights budget of 2.0 MB"):
+        get_target("hearable").export(big, (torch.zeros(1, 1024),), tmp_path / "big",
+                                      recipe="fp32")
+    assert not (tmp_path / "big").exists()

@@ -1,0 +1,115 @@
+"""The command line as a user meets it: subprocesses, exit codes, no tracebacks."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+AVEDGE = [sys.executable, "-m", "avedge"]
+
+USER_MODEL = textwrap.dedent('''
+    import torch
+
+    class Smoother(torch.nn.Module):
+        """A user's streaming model: one-pole smoother, state = last output sample."""
+        def forward(self, chunk, last):           # (1, 64), (1, 1)
+            outs = []
+            for t in range(chunk.shape[-1]):
+                last = 0.5 * last + 0.5 * chunk[:, t:t + 1]
+                outs.append(last)
+            return torch.cat(outs, dim=-1), last
+
+    def factory():
+        return Smoother(), (torch.zeros(1, 64), torch.zeros(1, 1))
+''')
+
+
+def _run(args, cwd=None):
+    return subprocess.run(AVEDGE + args, capture_output=True, text=True, cwd=cwd,
+                          env={**os.environ, "PYTHONWARNINGS": "ignore"})
+
+
+@pytest.fixture(scope="module")
+def user_artifact(tmp_path_factory):
+    work = tmp_path_factory.mktemp("user")
+    (work / "mypkg").mkdir()
+    (work / "mypkg" / "__init__.py").write_text("")
+    (work / "mypkg" / "smoother.py").write_text(USER_MODEL)
+    r = _run(["export", "mypkg.smoother:factory", "--target", "cpu", "--out", "art"], cwd=work)
+    assert r.returncode == 0, r.stderr
+    return work / "art"
+
+
+@pytest.mark.parametrize("backend", ["executorch", "onnxruntime"])
+def test_user_factory_exports_and_benches(user_artifact, backend):
+    r = _run(["bench", str(user_artifact), "--backend", backend, "--runs", "20", "--json"])
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout)
+    assert data["backend"] == backend and data["runs"] == 20
+    assert 0 < data["median_ms"] <= data["p90_ms"]
+
+
+def test_user_streaming_model_streams_like_the_whole_input(user_artifact):
+    import numpy as np
+    from avedge.runtime import load
+
+    x = np.random.default_rng(0).standard_normal(1000).astype(np.float32)
+    want, last = np.empty_like(x), 0.0
+    for i, v in enumerate(x):
+        last = 0.5 * last + 0.5 * v
+        want[i] = last
+    stream = load(user_artifact, backend="executorch").stream()
+    stream.accept(x[:333])
+    got = [stream.read()]
+    stream.accept(x[333:])
+    got += [stream.read(), stream.finish()]
+    np.testing.assert_allclose(np.concatenate(got, -1)[0], want, atol=1e-5)
+
+
+def test_flipped_byte_is_a_clear_refusal(user_artifact, tmp_path):
+    import shutil
+
+    art = tmp_path / "art"
+    shutil.copytree(user_artifact, art)
+    data = bytearray((art / "model.pte").read_bytes())
+    data[200] ^= 1
+    (art / "model.pte").write_bytes(bytes(data))
+    r = _run(["bench", str(art), "--backend", "executorch", "--json"])
+    assert r.returncode != 0
+    assert "model.pte" in r.stderr and "sha256" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["export", "no-such-model", "--target", "cpu", "--out", "x"], "available: "),
+    (["export", "tiny-stream", "--target", "moon", "--out", "x"], "jetson-orin"),
+    (["export", "tiny-stream", "--target", "cpu", "--recipe", "int3", "--out", "x"], "fp32"),
+    (["export", "nomod.x:factory", "--target", "cpu", "--out", "x"], "cannot import"),
+    (["info", "/nonexistent/artifact"], "not a directory"),
+])
+def test_user_errors_exit_nonzero_without_traceback(args, expected, tmp_path):
+    r = _run(args, cwd=tmp_path)
+    assert r.returncode == 2
+    assert expected in r.stderr and "Traceback" not in r.stderr
+
+
+def test_info_and_bench_in_process(cpu_artifact, capsys):
+    from avedge.cli import main
+
+    assert main(["info", str(cpu_artifact.path), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["verified"] is True and info["stream"]["chunk_samples"] == 128
+    assert main(["bench", str(cpu_artifact.path), "--runs", "5", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["backend"] == "executorch"
+
+
+def test_demo_runs(tmp_path, capsys):
+    from avedge.cli import main
+
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--runs", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "executorch" in out and "onnxruntime" in out and "median_ms" in out
+    assert (tmp_path / "demo" / "tiny-stream-cpu" / "manifest.json").exists()
