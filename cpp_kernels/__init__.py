@@ -47,7 +47,7 @@ _LAZY = {
     "onnx_translation_table": "onnx_export",
 }
 
-__all__ = ["CUSTOM_OPS", "load_executorch_ops", *_LAZY]
+__all__ = ["CUSTOM_OPS", "load_executorch_ops", *_LAZY.keys()]  # noqa: PLE0604
 
 
 def __getattr__(name: str):

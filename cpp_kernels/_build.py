@@ -52,7 +52,7 @@ def _arch_flags(cxx: str) -> list[str]:
     # Tune for this CPU (AVX-512 here, NEON on Jetson): the cache is per machine anyway.
     probe = subprocess.run(
         [cxx, "-march=native", "-x", "c++", "-fsyntax-only", "-"],
-        input="", capture_output=True, text=True,
+        input="", capture_output=True, text=True, check=False,
     )
     return ["-march=native"] if probe.returncode == 0 else []
 
@@ -84,7 +84,7 @@ def executorch_dirs() -> tuple[Path, Path]:
     """(include dir, lib dir) of the installed executorch wheel."""
     import executorch
 
-    root = Path(list(executorch.__path__)[0])
+    root = Path(next(iter(executorch.__path__)))
     return root / "include", root / "lib"
 
 
@@ -120,7 +120,7 @@ def cache_dir(cxx: str, source: str) -> Path:
     h = hashlib.sha256()
     for src in sorted(CSRC.glob("*.h")) + [CSRC / source]:
         h.update(src.name.encode() + src.read_bytes())
-    version = subprocess.run([cxx, "--version"], capture_output=True, text=True).stdout
+    version = subprocess.run([cxx, "--version"], capture_output=True, text=True, check=False).stdout
     for part in (version, " ".join(COMMON_FLAGS), _versions(), _cpu_id(), sysconfig.get_platform()):
         h.update(part.encode())
     return root / h.hexdigest()[:16]

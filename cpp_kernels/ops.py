@@ -34,8 +34,8 @@ _FS_ARGS = "Tensor x, Tensor v_c, Tensor? v_u, Tensor? x_pred, float dt, float g
 _MW_ARGS = "Tensor image, Tensor flow"
 SCHEMAS = [
     f"joint_attention({_JA_ARGS}) -> (Tensor, Tensor)",
-    f"joint_attention.out({_JA_ARGS}, *, Tensor(a!) out_a, Tensor(b!) out_m)"
-    " -> (Tensor(a!), Tensor(b!))",
+    (f"joint_attention.out({_JA_ARGS}, *, Tensor(a!) out_a, Tensor(b!) out_m)"
+     " -> (Tensor(a!), Tensor(b!))"),
     f"flow_step({_FS_ARGS}) -> Tensor",
     f"flow_step.out({_FS_ARGS}, *, Tensor(a!) out) -> Tensor(a!)",
     f"mouth_warp({_MW_ARGS}) -> Tensor",
