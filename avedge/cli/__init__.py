@@ -19,6 +19,7 @@ COMMANDS = [
     "info_cmd",
     "bench_cmd",
     "demo_cmd",
+    "train_cmd",
 ]
 
 

@@ -1,0 +1,75 @@
+"""avedge train FAMILY --corpus DIR --out FILE.safetensors [options]
+
+Trains a model family's shipped weights. Resumable: run the same command again to
+continue from FILE's checkpoint (FILE with .ckpt.pt); `--fresh` starts over.
+
+A family joins by one line in TRAINERS: a module with `TrainConfig` (a dataclass
+whose fields become --options), `train(cfg, fresh=...)` and `final_eval(cfg)`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+
+from avedge.cli.common import print_json, quiet_native_logs
+from avedge.runtime.errors import UnknownNameError
+
+TRAINERS = {
+    "speech-extractor": "avedge.models.training_extractor",
+}
+
+
+def register(sub):
+    p = sub.add_parser("train", help="train a model family's weights on the synthetic corpus")
+    p.add_argument("family", help=f"model family ({', '.join(sorted(TRAINERS))})")
+    p.add_argument("--corpus", help="voice bank directory (default: the corpus default)")
+    p.add_argument("--out", help="weights file to write (.safetensors); record beside it")
+    p.add_argument("--steps", type=int, help="schedule length in optimizer steps")
+    p.add_argument("--batch", type=int, help="mixtures per step")
+    p.add_argument("--lr", type=float, help="peak learning rate")
+    p.add_argument("--seed", type=int, help="corpus / init seed")
+    p.add_argument("--minutes", type=float, help="stop (and checkpoint) after this wall time")
+    p.add_argument("--threads", type=int, help="torch threads")
+    p.add_argument("--holdout-synth", help="synthesizer kept out of training ('none' for none)")
+    p.add_argument("--dims", help="JSON of model dimensions (default: the reference size)")
+    p.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint")
+    p.add_argument("--eval-only", action="store_true",
+                   help="score the weights in --out on the test sets and update the record")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print the record as JSON at the end")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    if args.family not in TRAINERS:
+        raise UnknownNameError("trainable family", args.family, TRAINERS)
+    quiet_native_logs()
+    mod = importlib.import_module(TRAINERS[args.family])
+    cfg = mod.TrainConfig()
+    fields = {f.name for f in dataclasses.fields(cfg)}
+    updates = {}
+    for name in ("steps", "batch", "lr", "seed", "minutes", "threads"):
+        if getattr(args, name) is not None and name in fields:
+            updates[name] = getattr(args, name)
+    if args.holdout_synth is not None and "holdout_synth" in fields:
+        updates["holdout_synth"] = None if args.holdout_synth == "none" else args.holdout_synth
+    if args.corpus:
+        updates["corpus"] = args.corpus
+    elif "corpus" in fields and not cfg.corpus:
+        from avedge.models.corpus.voicebank import default_bank_dir
+
+        updates["corpus"] = str(default_bank_dir())
+    if args.out:
+        updates["out"] = args.out
+    if args.dims:
+        updates["dims"] = {**cfg.dims, **json.loads(args.dims)}
+    cfg = dataclasses.replace(cfg, **updates)
+    if args.eval_only:
+        rec = mod.final_eval(cfg)
+    else:
+        rec = mod.train(cfg, fresh=args.fresh, progress=not args.no_progress)
+    if args.json:
+        print_json(rec)
+    return 0

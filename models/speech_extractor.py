@@ -1,0 +1,259 @@
+"""Target speech extractor for hearables: hear only the enrolled voice, 8 ms at a time.
+
+After Look Once to Hear (Veluri et al., CHI 2024), sized for two training cores: a
+causal conv-STFT front-end (12 ms frames, 8 ms hop), a stack of causal dilated
+depthwise-conv blocks over frames, each modulated (FiLM) by a speaker embedding,
+and a bounded complex ratio mask. The embedding comes once per enrollment from
+`SpeakerEncoder` (models/speaker_encoder.py).
+
+One graph serves streaming and whole-utterance use: `forward` takes any multiple of
+CHUNK samples plus explicit state, so feeding chunks one by one equals feeding the
+whole clip (tests/models/test_speech_extractor.py). Output lags input by LOOKAHEAD.
+
+    chunk (B, 128k), speaker (B, E), stft_state (B, 64), ola_state (B, 64),
+    conv_state (B, S, D)  ->  out (B, 128k), stft_state', ola_state', conv_state'
+
+    >>> import torch
+    >>> from avedge.models import speech_extractor as se
+    >>> model = se.build(se.Dims(d_model=16, d_hidden=32, n_blocks=2))
+    >>> emb = model.speaker_encoder(torch.randn(1, se.ENROLL_SAMPLES))
+    >>> y = se.extract(model, torch.randn(1, 1000), emb)
+    >>> tuple(y.shape)
+    (1, 1000)
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from avedge.models.conv_stft import HOP, LOOKAHEAD, N_BINS, SAMPLE_RATE, ConvSTFT
+from avedge.models.speaker_encoder import (
+    ENROLL_SAMPLES, MIN_ENROLL_SAMPLES, SpeakerDims, SpeakerEncoder, fit_enrollment,
+)
+
+NAME = "speech-extractor"
+CHUNK = HOP  # 128 samples = 8 ms at 16 kHz
+LOG_EPS = 1e-6
+FEATURE_SCALE = 0.1  # log-power features ~ [-14, 8] -> ~[-1.4, 0.8]
+WEIGHTS_FILE = Path(__file__).parent / "weights" / "speech_extractor.safetensors"
+
+__all__ = ["NAME", "Dims", "Extractor", "build", "example_inputs", "components", "extract",
+           "si_sdr", "metric", "load_weights", "save_weights", "ENROLL_SAMPLES",
+           "MIN_ENROLL_SAMPLES", "fit_enrollment", "SAMPLE_RATE", "CHUNK", "LOOKAHEAD"]
+
+
+@dataclass
+class Dims:
+    d_model: int = 128
+    d_hidden: int = 256
+    n_blocks: int = 12
+    dilation_cycle: int = 6  # dilations 1, 2, 4, ..., 2**(cycle-1), repeated
+    kernel: int = 3
+    speaker: SpeakerDims = field(default_factory=SpeakerDims)
+
+    @property
+    def dilations(self) -> list[int]:
+        return [2 ** (i % self.dilation_cycle) for i in range(self.n_blocks)]
+
+    @property
+    def state_frames(self) -> int:
+        return sum((self.kernel - 1) * d for d in self.dilations)
+
+    @property
+    def receptive_field_ms(self) -> float:
+        return (self.state_frames + 1) * CHUNK / SAMPLE_RATE * 1000
+
+    @classmethod
+    def from_json(cls, d: dict) -> "Dims":
+        d = dict(d)
+        d["speaker"] = SpeakerDims(**d.get("speaker", {}))
+        return cls(**d)
+
+
+class CausalBlock(nn.Module):
+    """Causal dilated depthwise conv over frames -> LayerNorm -> FiLM -> MLP, residual."""
+
+    def __init__(self, d_model: int, d_hidden: int, kernel: int, dilation: int):
+        super().__init__()
+        self.kernel, self.dilation = kernel, dilation
+        self.context = (kernel - 1) * dilation  # frames of state
+        self.dw = nn.Parameter(torch.randn(kernel, d_model) / kernel)
+        self.norm = nn.LayerNorm(d_model)
+        self.fc1 = nn.Linear(d_model, d_hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(d_hidden, d_model)
+
+    def forward(self, x, state, gamma, beta):
+        # x (B, T, D); state (B, context, D); gamma, beta (B, 1, D)
+        t = x.shape[1]
+        buf = torch.cat([state, x], dim=1)  # (B, context + T, D)
+        h = buf[:, 0:t] * self.dw[0]
+        for j in range(1, self.kernel):
+            o = j * self.dilation
+            h = h + buf[:, o: o + t] * self.dw[j]  # (B, T, D)
+        h = self.norm(h) * gamma + beta
+        h = self.fc2(self.act(self.fc1(h)))  # (B, T, D)
+        return x + h, buf[:, buf.shape[1] - self.context:]
+
+
+class Extractor(nn.Module):
+    """The streaming graph. `speaker_encoder` rides along but is not part of `forward`."""
+
+    input_names = ["chunk", "speaker", "stft_state", "ola_state", "conv_state"]
+    output_names = ["out", "stft_state_out", "ola_state_out", "conv_state_out"]
+    chunk_samples = CHUNK
+    lookahead_samples = LOOKAHEAD
+    sample_rate = SAMPLE_RATE
+    family = NAME
+
+    def __init__(self, dims: Dims | None = None):
+        super().__init__()
+        self.dims = d = dims or Dims()
+        self.stft = ConvSTFT()
+        self.in_proj = nn.Linear(N_BINS, d.d_model)
+        self.film = nn.Linear(d.speaker.emb_dim, d.n_blocks * 2 * d.d_model)
+        nn.init.zeros_(self.film.weight)
+        nn.init.zeros_(self.film.bias)
+        self.blocks = nn.ModuleList(
+            CausalBlock(d.d_model, d.d_hidden, d.kernel, dil) for dil in d.dilations)
+        self.out_norm = nn.LayerNorm(d.d_model)
+        self.out_proj = nn.Linear(d.d_model, 2 * N_BINS)
+        self._contexts = [b.context for b in self.blocks]
+        # Not a submodule: the exported extractor graph must not carry the encoder weights.
+        object.__setattr__(self, "speaker_encoder", SpeakerEncoder(d.speaker))
+
+    def init_state(self, batch: int = 1) -> tuple[torch.Tensor, ...]:
+        stft_state, ola_state = self.stft.init_state(batch)
+        conv_state = torch.zeros(batch, self.dims.state_frames, self.dims.d_model)
+        return stft_state, ola_state, conv_state
+
+    def forward(self, chunk, speaker, stft_state, ola_state, conv_state):
+        # chunk (B, 128k); speaker (B, E)
+        b, d = chunk.shape[0], self.dims.d_model
+        spec, stft_state = self.stft.analyze(chunk, stft_state)  # (B, 2F, T)
+        re, im = spec[:, :N_BINS], spec[:, N_BINS:]  # (B, F, T)
+        logp = torch.log(re * re + im * im + LOG_EPS).transpose(1, 2)  # (B, T, F)
+        x = self.in_proj(logp * FEATURE_SCALE)  # (B, T, D)
+        film = self.film(speaker).reshape(b, len(self.blocks), 2, 1, d)  # (B, N, 2, 1, D)
+        states = torch.split(conv_state, self._contexts, dim=1)
+        new_states = []
+        for i, blk in enumerate(self.blocks):
+            x, s = blk(x, states[i], 1.0 + film[:, i, 0], film[:, i, 1])
+            new_states.append(s)
+        m = torch.tanh(self.out_proj(self.out_norm(x))).transpose(1, 2)  # (B, 2F, T)
+        mr, mi = m[:, :N_BINS], m[:, N_BINS:]
+        y_spec = torch.cat([mr * re - mi * im, mr * im + mi * re], dim=1)  # (B, 2F, T)
+        out, ola_state = self.stft.synthesize(y_spec, ola_state)  # (B, 128k)
+        return out, stft_state, ola_state, torch.cat(new_states, dim=1)
+
+
+# ----------------------------------------------------------------------------- family API
+
+def build(dims: Dims | None = None, weights: str | None = None) -> Extractor:
+    """The extractor (with `.speaker_encoder`); `weights` = a safetensors file from training.
+
+    With neither argument, loads the shipped weights when they exist.
+    """
+    if weights is None and dims is None and WEIGHTS_FILE.exists():
+        weights = str(WEIGHTS_FILE)
+    if weights is not None:
+        return load_weights(weights, dims)
+    model = Extractor(dims)
+    model.eval()
+    model.speaker_encoder.eval()
+    return model
+
+
+def example_inputs(module: Extractor | None = None) -> tuple[torch.Tensor, ...]:
+    module = module or Extractor()
+    chunk = torch.randn(1, CHUNK) * 0.1
+    speaker = nn.functional.normalize(torch.randn(1, module.dims.speaker.emb_dim), dim=1)
+    return (chunk, speaker, *module.init_state(1))
+
+
+def components(module: Extractor) -> dict[str, tuple[nn.Module, tuple[torch.Tensor, ...]]]:
+    """The two graphs of an artifact: for `avedge.targets.export_pipeline`."""
+    enc = module.speaker_encoder.eval()
+    return {
+        "speaker_encoder": (enc, (torch.randn(1, ENROLL_SAMPLES) * 0.1,)),
+        "extractor": (module.eval(), example_inputs(module)),
+    }
+
+
+def extract(model: Extractor, mixture: torch.Tensor, speaker: torch.Tensor) -> torch.Tensor:
+    """Whole-utterance extraction, aligned with the input: (B, L), (B, E) -> (B, L)."""
+    b, length = mixture.shape
+    n = -(-(length + LOOKAHEAD) // CHUNK) * CHUNK
+    padded = nn.functional.pad(mixture, (0, n - length))
+    out = model(padded, speaker, *model.init_state(b))[0]
+    return out[:, LOOKAHEAD: LOOKAHEAD + length]
+
+
+def si_sdr(est: torch.Tensor, ref: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Scale-invariant SDR in dB over the last axis (zero-mean)."""
+    est = est - est.mean(-1, keepdim=True)
+    ref = ref - ref.mean(-1, keepdim=True)
+    scale = (est * ref).sum(-1, keepdim=True) / ((ref * ref).sum(-1, keepdim=True) + eps)
+    target = scale * ref
+    noise = est - target
+    return 10 * torch.log10(((target * target).sum(-1) + eps) / ((noise * noise).sum(-1) + eps))
+
+
+def metric(est, ref, mixture) -> dict[str, float]:
+    """SI-SDR of the estimate and its improvement over the mixture (dB), batch means."""
+    est, ref, mixture = (torch.as_tensor(a, dtype=torch.float32) for a in (est, ref, mixture))
+    s, s0 = si_sdr(est, ref), si_sdr(mixture, ref)
+    return {"si_sdr_db": float(s.mean()), "si_sdri_db": float((s - s0).mean())}
+
+
+def save_weights(model: Extractor, path: str | Path, meta: dict | None = None) -> None:
+    """Extractor + speaker encoder in one safetensors file (dims in its metadata), atomically."""
+    from safetensors.torch import save_file
+
+    tensors = {f"extractor.{k}": v.detach().contiguous() for k, v in model.state_dict().items()}
+    tensors.update({f"speaker_encoder.{k}": v.detach().contiguous()
+                    for k, v in model.speaker_encoder.state_dict().items()})
+    metadata = {"family": NAME, "dims": json.dumps(asdict(model.dims))}
+    metadata.update({k: str(v) for k, v in (meta or {}).items()})
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata=metadata)
+    tmp.replace(path)
+
+
+def load_weights(path: str | Path, dims: Dims | None = None) -> Extractor:
+    from safetensors import safe_open
+
+    from avedge.runtime.errors import AvedgeError
+
+    path = Path(path)
+    if not path.is_file():
+        raise AvedgeError(f"weights file {str(path)!r} does not exist")
+    try:
+        with safe_open(str(path), "pt") as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as exc:  # safetensors raises its own error types
+        raise AvedgeError(f"cannot read weights {str(path)!r}: {exc}") from exc
+    if meta.get("family", NAME) != NAME:
+        raise AvedgeError(f"{str(path)!r} holds {meta['family']!r} weights, not {NAME!r}")
+    if dims is None:
+        dims = Dims.from_json(json.loads(meta["dims"])) if "dims" in meta else Dims()
+    model = Extractor(dims)
+    ext = {k[len("extractor."):]: v for k, v in tensors.items() if k.startswith("extractor.")}
+    enc = {k[len("speaker_encoder."):]: v for k, v in tensors.items()
+           if k.startswith("speaker_encoder.")}
+    try:
+        model.load_state_dict(ext)
+        model.speaker_encoder.load_state_dict(enc)
+    except RuntimeError as exc:
+        raise AvedgeError(f"weights {str(path)!r} do not match dims {asdict(dims)}: {exc}") from exc
+    model.eval()
+    model.speaker_encoder.eval()
+    return model

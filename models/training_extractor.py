@@ -1,0 +1,333 @@
+"""Training of the target speech extractor (`avedge train speech-extractor`).
+
+    avedge train speech-extractor --corpus ~/.cache/avedge/voicebank \
+        --out models/weights/speech_extractor.safetensors --steps 6000 --minutes 90
+
+Mixtures come on the fly from the corpus voice bank (models/corpus/mixtures.py). The
+loss is negative SI-SDR between the (lookahead-aligned) output and the target. A
+curriculum widens SIR/SNR and the number of interferers over the first 40 % of steps.
+
+Resumable: every `checkpoint_minutes` (and on SIGTERM / Ctrl-C / the time budget) the
+full training state goes to OUT.ckpt.pt, and the weights (OUT) plus a record (OUT with
+.json) are rewritten, so the shipped files always match the last checkpoint. Run the
+same command again to continue; `--fresh` starts over.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from avedge.models import speech_extractor as se
+from avedge.runtime.errors import AvedgeError
+
+CURRICULUM = (  # (fraction of steps where the phase ends, sampler settings)
+    (0.15, {"sir_db": (0, 10), "snr_db": (10, 20), "n_interferers": (1, 1)}),
+    (0.40, {"sir_db": (-3, 8), "snr_db": (3, 18), "n_interferers": (1, 2)}),
+    (1.00, {"sir_db": (-5, 5), "snr_db": (0, 15), "n_interferers": (1, 2)}),
+)
+GAIN_DB = (-12.0, 6.0)  # random input level on top of the corpus levels
+ENROLL_SECONDS = (1.5, 4.0)  # enrollment lengths seen in training (looped to 5 s)
+
+
+@dataclass
+class TrainConfig:
+    corpus: str = ""
+    out: str = str(se.WEIGHTS_FILE)
+    steps: int = 6000  # schedule length (cosine decay); a run may stop earlier
+    batch: int = 8
+    seconds: float = 4.0
+    lr: float = 1e-3
+    weight_decay: float = 1e-2
+    warmup: int = 200
+    clip: float = 5.0
+    seed: int = 0
+    holdout_synth: str | None = "espeak"  # a synthesizer never seen in training
+    eval_every: int = 250
+    eval_n: int = 48
+    checkpoint_minutes: float = 5.0
+    minutes: float | None = None  # wall budget of this invocation
+    threads: int = 2
+    dims: dict = field(default_factory=lambda: asdict(se.Dims()))
+
+    def paths(self) -> tuple[Path, Path, Path]:
+        out = Path(self.out)
+        return out, out.with_suffix(".json"), out.with_suffix(".ckpt.pt")
+
+
+def lr_at(cfg: TrainConfig, step: int) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    t = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
+    return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def phase_at(cfg: TrainConfig, step: int) -> int:
+    frac = step / max(1, cfg.steps)
+    return next(i for i, (end, _) in enumerate(CURRICULUM) if frac < end or end >= 1.0)
+
+
+# ----------------------------------------------------------------------------- data
+
+class CorpusData:
+    """Mixtures from a voice bank: one MixtureSampler per curriculum phase, plus eval sets."""
+
+    def __init__(self, cfg: TrainConfig):
+        from avedge.models.corpus.mixtures import MixtureSampler
+        from avedge.models.corpus.voicebank import open_bank
+
+        self.cfg = cfg
+        self._open, self._sampler = open_bank, MixtureSampler
+        self.refresh()
+
+    def refresh(self) -> bool:
+        """(Re)open the bank; True when it gained voices since the last call (a bank
+        still being built can be trained on; new voices join at the next checkpoint)."""
+        bank = self._open(self.cfg.corpus)
+        if getattr(self, "bank", None) is not None and len(bank.by_voice) == len(
+                self.bank.by_voice):
+            return False
+        self.bank = bank
+        self.samplers = [self._sampler(bank, split="train", seed=self.cfg.seed,
+                                       seconds=self.cfg.seconds,
+                                       holdout_synth=self.cfg.holdout_synth, **kw)
+                         for _, kw in CURRICULUM]
+        return True
+
+    def sample(self, phase: int, index: int) -> dict:
+        return self.samplers[phase].sample_at(index)
+
+    def eval_set(self, split: str, n: int, holdout_synth=None, seed: int = 1234) -> list[dict]:
+        from avedge.models.corpus.mixtures import eval_mixtures
+
+        return eval_mixtures(self.bank, split=split, n=n, seed=seed, holdout_synth=holdout_synth)
+
+    def describe(self) -> dict:
+        info = {k: v for k, v in self.bank.info().items() if k != "voices"}
+        train_voices = self.samplers[-1].voices
+        return {"bank": str(self.bank.root), "bank_info": info,
+                "train_voices": len(train_voices),
+                "train_utterances": sum(len(self.bank.by_voice[v]) for v in train_voices),
+                "train_synths": sorted({v.partition(":")[0] for v in train_voices})}
+
+
+def make_batch(data, cfg: TrainConfig, phase: int, start: int, rng: np.random.Generator):
+    """-> mixture (B, L), target (B, L), enrollment (B, ENROLL_SAMPLES) float32 tensors."""
+    mixes, targets, enrolls = [], [], []
+    for i in range(cfg.batch):
+        ex = data.sample(phase, start + i)
+        g = 10 ** (rng.uniform(*GAIN_DB) / 20)
+        mixes.append(np.clip(ex["mixture"] * g, -1.0, 1.0))
+        targets.append(ex["target"] * g)
+        e = ex["enrollment"]
+        n_e = int(rng.uniform(*ENROLL_SECONDS) * se.SAMPLE_RATE)
+        if len(e) > n_e:
+            s = int(rng.integers(len(e) - n_e + 1))
+            e = e[s: s + n_e]
+        e = e * 10 ** (rng.uniform(-10, 10) / 20)
+        enrolls.append(se.fit_enrollment(torch.from_numpy(np.ascontiguousarray(e, np.float32))))
+    n = min(len(m) for m in mixes) // se.CHUNK * se.CHUNK
+    mix = torch.from_numpy(np.stack([m[:n] for m in mixes]).astype(np.float32))
+    tgt = torch.from_numpy(np.stack([t[:n] for t in targets]).astype(np.float32))
+    return mix, tgt, torch.stack(enrolls)
+
+
+# ----------------------------------------------------------------------------- eval
+
+@torch.no_grad()
+def evaluate(model: se.Extractor, examples: list[dict], batch: int = 16) -> dict:
+    """SI-SDR / SI-SDRi (dB) over a list of {"mixture", "target", "enrollment"} dicts."""
+    model.eval()
+    model.speaker_encoder.eval()
+    s_out, s_in = [], []
+    for k in range(0, len(examples), batch):
+        exs = examples[k: k + batch]
+        n = min(len(e["mixture"]) for e in exs)
+        mix = torch.from_numpy(np.stack([e["mixture"][:n] for e in exs]).astype(np.float32))
+        tgt = torch.from_numpy(np.stack([e["target"][:n] for e in exs]).astype(np.float32))
+        enr = torch.stack([se.fit_enrollment(torch.from_numpy(
+            np.ascontiguousarray(e["enrollment"], np.float32))) for e in exs])
+        est = se.extract(model, mix, model.speaker_encoder(enr))
+        s_out.append(se.si_sdr(est, tgt))
+        s_in.append(se.si_sdr(mix, tgt))
+    s_out, s_in = torch.cat(s_out), torch.cat(s_in)
+    return {"n": len(examples), "si_sdr_db": round(float(s_out.mean()), 3),
+            "si_sdri_db": round(float((s_out - s_in).mean()), 3),
+            "si_sdri_median_db": round(float((s_out - s_in).median()), 3)}
+
+
+# ----------------------------------------------------------------------------- loop
+
+def _save(model, opt, state: dict, cfg: TrainConfig, record: dict) -> None:
+    out, rec_path, ckpt = cfg.paths()
+    tmp = ckpt.with_name(ckpt.name + ".tmp")
+    torch.save({"model": model.state_dict(), "encoder": model.speaker_encoder.state_dict(),
+                "opt": opt.state_dict(), "state": state, "config": asdict(cfg)}, tmp)
+    tmp.replace(ckpt)
+    se.save_weights(model, out, meta={"steps": state["step"]})
+    tmp = rec_path.with_name(rec_path.name + ".tmp")
+    tmp.write_text(json.dumps(record, indent=1) + "\n")
+    tmp.replace(rec_path)
+
+
+def train(cfg: TrainConfig, data=None, fresh: bool = False, progress: bool = True,
+          log=print) -> dict:
+    """Train (or resume) per cfg. `data` defaults to CorpusData(cfg). -> the record dict."""
+    torch.set_num_threads(cfg.threads)
+    out, rec_path, ckpt_path = cfg.paths()
+    data = data or CorpusData(cfg)
+    dims = se.Dims.from_json(cfg.dims)
+    torch.manual_seed(cfg.seed)
+    model = se.Extractor(dims)
+    enc = model.speaker_encoder
+    params = list(model.parameters()) + list(enc.parameters())
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    state = {"step": 0, "samples": 0, "train_seconds": 0.0, "history": [], "sessions": 0}
+    if ckpt_path.exists() and not fresh:
+        ck = torch.load(ckpt_path, weights_only=False)
+        model.load_state_dict(ck["model"])
+        enc.load_state_dict(ck["encoder"])
+        opt.load_state_dict(ck["opt"])
+        state = ck["state"]
+        if se.Dims.from_json(ck["config"]["dims"]) != dims:
+            raise AvedgeError(f"checkpoint {ckpt_path} has other dims; use --fresh to restart")
+        log(f"resuming from {ckpt_path} at step {state['step']}")
+    state["sessions"] += 1
+    val = {"set": None}
+
+    def val_set():  # built on first use: a bank still being built may lack val voices yet
+        if val["set"] is None:
+            try:
+                val["set"] = data.eval_set("val", cfg.eval_n, holdout_synth=cfg.holdout_synth)
+            except AvedgeError as exc:
+                log(f"no validation yet: {exc}")
+        return val["set"]
+    rng = np.random.default_rng([cfg.seed, state["step"]])
+
+    def record(final_eval: dict | None = None) -> dict:
+        rec = {"family": se.NAME, "weights": out.name, "dims": asdict(dims),
+               "params": {"extractor": sum(p.numel() for p in model.parameters()),
+                          "speaker_encoder": sum(p.numel() for p in enc.parameters())},
+               "corpus": data.describe(), "config": asdict(cfg),
+               "steps": state["step"], "samples": state["samples"],
+               "audio_hours": round(state["samples"] * cfg.seconds / 3600, 2),
+               "train_minutes": round(state["train_seconds"] / 60, 1),
+               "sessions": state["sessions"], "machine": _machine(),
+               "curriculum": [{"until": e, **{k: list(v) for k, v in kw.items()}}
+                              for e, kw in CURRICULUM],
+               "history": state["history"][-40:]}
+        if final_eval:
+            rec["eval"] = final_eval
+        elif (rec_path.exists() and "eval" in (old := json.loads(rec_path.read_text()))
+              and old.get("steps") == state["step"]):
+            rec["eval"] = old["eval"]
+        return rec
+
+    stop = {"flag": False}
+
+    def on_signal(signum, frame):
+        stop["flag"] = True
+
+    old_handlers = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=cfg.steps, initial=state["step"], unit="step", dynamic_ncols=True)
+    t_session = time.time()
+    t_ckpt = time.time()
+    pool = ThreadPoolExecutor(1)
+
+    def fetch(step):
+        ph = phase_at(cfg, step)
+        return pool.submit(make_batch, data, cfg, ph, step * cfg.batch,
+                           np.random.default_rng([cfg.seed, step]))
+
+    pending = fetch(state["step"])
+    try:
+        while state["step"] < cfg.steps and not stop["flag"]:
+            if cfg.minutes is not None and time.time() - t_session > cfg.minutes * 60:
+                log(f"time budget of {cfg.minutes} min reached")
+                break
+            step = state["step"]
+            mix, tgt, enr = pending.result()
+            pending = fetch(step + 1)
+            t0 = time.time()
+            model.train()
+            enc.train()
+            for g in opt.param_groups:
+                g["lr"] = lr_at(cfg, step)
+            est = se.extract(model, mix, enc(enr))
+            loss = -se.si_sdr(est, tgt).clamp(max=40.0).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            gnorm = float(torch.nn.utils.clip_grad_norm_(params, cfg.clip))
+            opt.step()
+            state["step"] = step + 1
+            state["samples"] += cfg.batch
+            state["train_seconds"] += time.time() - t0
+            lv = float(loss.detach())
+            state["loss_ema"] = 0.98 * state.get("loss_ema", lv) + 0.02 * lv
+            if bar:
+                bar.update(1)
+                bar.set_postfix(loss=f"{state['loss_ema']:.2f}", phase=phase_at(cfg, step),
+                                gnorm=f"{gnorm:.1f}")
+            if (state["step"] % cfg.eval_every == 0 or state["step"] == cfg.steps) and val_set():
+                ev = evaluate(model, val_set())
+                state["history"].append({"step": state["step"], "loss_ema": round(
+                    state["loss_ema"], 3), "val": ev, "minutes": round(
+                    state["train_seconds"] / 60, 1)})
+                log(f"step {state['step']}: val SI-SDRi {ev['si_sdri_db']:.2f} dB")
+            if time.time() - t_ckpt > cfg.checkpoint_minutes * 60:
+                _save(model, opt, state, cfg, record())
+                t_ckpt = time.time()
+                if hasattr(data, "refresh") and data.refresh():
+                    log(f"corpus grew: {data.describe()['train_voices']} training voices")
+    finally:
+        pool.shutdown(wait=True)
+        if bar:
+            bar.close()
+        for s, h in old_handlers.items():
+            signal.signal(s, h)
+    rec = record()
+    _save(model, opt, state, cfg, rec)
+    log(f"saved {out} and {ckpt_path} at step {state['step']}")
+    return rec
+
+
+def final_eval(cfg: TrainConfig, n: int = 100, data=None) -> dict:
+    """Score the weights in cfg.out on the issue #4 eval sets and write them into the record."""
+    out, rec_path, _ = cfg.paths()
+    data = data or CorpusData(cfg)
+    model = se.load_weights(out)
+    res = {}
+    test = data.eval_set("test", n, holdout_synth=None)
+    res["test_heldout_voices"] = evaluate(model, test)
+    for synth in sorted({e["synth"] for e in test}):
+        sub = [e for e in test if e["synth"] == synth]
+        res[f"test_heldout_voices_{synth}"] = evaluate(model, sub)
+    if cfg.holdout_synth:
+        res[f"heldout_synth_{cfg.holdout_synth}"] = evaluate(
+            model, data.eval_set("test", n, holdout_synth=cfg.holdout_synth))
+    res["conditions"] = "2 talkers at 0 dB SIR, noise at 5 dB SNR, 4 s, no augmentation"
+    rec = json.loads(rec_path.read_text()) if rec_path.exists() else {}
+    rec["eval"] = res
+    tmp = rec_path.with_name(rec_path.name + ".tmp")
+    tmp.write_text(json.dumps(rec, indent=1) + "\n")
+    tmp.replace(rec_path)
+    return res
+
+
+def _machine() -> dict:
+    import os
+    import platform
+
+    return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+            "torch": torch.__version__}
