@@ -3,6 +3,7 @@
 from avedge.quantize.configs import (
     Fp16Config,
     Int8DynamicConfig,
+    Int8StaticConfig,
     config_from_json,
     config_to_json,
 )
@@ -11,6 +12,7 @@ from avedge.quantize.recipes import Recipe, get_recipe, recipe_names
 __all__ = [
     "Fp16Config",
     "Int8DynamicConfig",
+    "Int8StaticConfig",
     "Recipe",
     "config_from_json",
     "config_to_json",

@@ -37,6 +37,28 @@ class Int8DynamicConfig:
 
 @register_config
 @dataclass(frozen=True)
+class Int8StaticConfig:
+    """int8 weights and activations with scales fixed by calibration.
+
+    Dynamic int8 only reaches linear layers (XNNPACK's dynamic quantizer skips convs,
+    onnxruntime's ConvInteger is slower than fp32 conv); a conv-heavy model needs
+    static scales. Calibration uses `module.calibration_inputs()` when the model
+    provides it (real signals, real state), else perturbed copies of the example inputs.
+    """
+
+    per_channel: bool = True
+    calibration_batches: int = 16
+
+    def __post_init__(self):
+        if not isinstance(self.per_channel, bool):
+            raise ValueError(f"per_channel must be a bool, got {self.per_channel!r}")
+        if not (isinstance(self.calibration_batches, int) and self.calibration_batches >= 1):
+            raise ValueError(f"calibration_batches must be an int >= 1, got "
+                             f"{self.calibration_batches!r}")
+
+
+@register_config
+@dataclass(frozen=True)
 class Fp16Config:
     """Half-precision weights and arithmetic; inputs and outputs stay fp32 so callers
     need not care (the cast happens at the graph's edges)."""

@@ -1,18 +1,42 @@
-"""Dynamic int8 for ONNX: onnxruntime's own quantizer over the exported fp32 graph."""
+"""int8 for ONNX: onnxruntime's own quantizer over the exported fp32 graph —
+dynamic (MatMulInteger/ConvInteger), or static QDQ with calibration."""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
 
-from avedge.quantize.configs import Int8DynamicConfig
+from avedge.quantize.calibration import calibration_inputs
+from avedge.quantize.configs import Int8DynamicConfig, Int8StaticConfig
 
 
-def quantize_onnx_dynamic_int8(src: Path, dst: Path, config: Int8DynamicConfig) -> None:
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+def quantize_onnx_int8(src: Path, dst: Path, config, module=None, example_inputs=(),
+                       input_names=()) -> None:
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_dynamic,
+        quantize_static,
+    )
 
     # ORT logs a "consider pre-processing" warning on every call; it is advice, not a fault.
     logging.getLogger().setLevel(max(logging.getLogger().level, logging.ERROR))
-    quantize_dynamic(
-        str(src), str(dst), weight_type=QuantType.QInt8, per_channel=config.per_channel
-    )
+    if isinstance(config, Int8DynamicConfig):
+        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8,
+                         per_channel=config.per_channel)
+        return
+    assert isinstance(config, Int8StaticConfig)
+    batches = calibration_inputs(module, example_inputs, config.calibration_batches)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self._it = iter([{n: x.detach().numpy() for n, x in zip(input_names, b)}
+                             for b in batches])
+
+        def get_next(self):
+            return next(self._it, None)
+
+    quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ,
+                    per_channel=config.per_channel, activation_type=QuantType.QInt8,
+                    weight_type=QuantType.QInt8)

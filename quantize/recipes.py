@@ -4,13 +4,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from avedge.quantize.configs import Fp16Config, Int8DynamicConfig, config_to_json
+from avedge.quantize.configs import (
+    Fp16Config,
+    Int8DynamicConfig,
+    Int8StaticConfig,
+    config_to_json,
+)
 from avedge.runtime.errors import UnknownNameError
 
 RECIPES: dict[str, tuple] = {
     "fp32": (),
     "fp16": (Fp16Config(),),
     "int8": (Int8DynamicConfig(),),
+    "int8-static": (Int8StaticConfig(),),
 }
 
 

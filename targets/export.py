@@ -32,6 +32,7 @@ from avedge.runtime.manifest import (
 from avedge.targets.lower_executorch import lower_pte
 from avedge.targets.lower_onnx import lower_onnx
 from avedge.targets.lower_torch import lower_pt2
+from avedge.targets.quant_report import onnx_report
 from avedge.targets.registry import get_target
 from avedge.targets.signature import describe
 
@@ -66,14 +67,16 @@ def export(target, module, example_inputs, out_dir, recipe: str | None = None, *
     in_names = [s["name"] for s in sig.inputs]
     out_names = [s["name"] for s in sig.outputs]
     with staged_dir(out_dir) as tmp:
-        files = {}
+        files, quantization = {}, {}
         for fmt in target.formats:
             path = tmp / MODEL_FILES[fmt]
             if fmt == "pte":
-                lower_pte(module, example_inputs, recipe_obj, path, custom_ops)
+                quantization[fmt] = lower_pte(module, example_inputs, recipe_obj, path,
+                                              custom_ops)
             elif fmt == "onnx":
                 lower_onnx(module, example_inputs, in_names, out_names, recipe_obj, path,
                            custom_ops)
+                quantization[fmt] = onnx_report(path)
             else:
                 lower_pt2(module, example_inputs, recipe_obj, path, tmp / WEIGHTS_FILE)
                 files[WEIGHTS_FILE] = file_record(tmp / WEIGHTS_FILE, "safetensors")
@@ -92,6 +95,7 @@ def export(target, module, example_inputs, out_dir, recipe: str | None = None, *
             "recipe": recipe_obj.name,
             "recipe_configs": recipe_obj.to_json()["configs"],
             "custom_ops": custom_ops,
+            "quantization": quantization,  # per file: compute ops in int8 vs float
             "files": files,
             "inputs": sig.inputs,
             "outputs": sig.outputs,

@@ -12,7 +12,7 @@ HEARABLE = register(Target(
     name="hearable",
     description="hearable SoC application core (Cortex-A class): 1 thread, int8",
     backends=("executorch", "onnxruntime"),
-    default_recipe="int8",
+    default_recipe="int8-static",  # static: dynamic int8 leaves convs in fp32 on XNNPACK
     precision="int8",
     threads=1,
     budgets=Budgets(chunk_latency_ms=1.0, ram_mb=64.0, weights_mb=2.0),

@@ -5,23 +5,27 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from avedge.quantize import Fp16Config, Int8DynamicConfig, Recipe
+from avedge.quantize import Fp16Config, Int8DynamicConfig, Int8StaticConfig, Recipe
 from avedge.runtime.errors import AvedgeError
+from avedge.targets.quant_report import torch_graph_report
 
 
 def lower_pte(module, example_inputs: tuple, recipe: Recipe, path: Path,
-              custom_ops: list[str]) -> None:
+              custom_ops: list[str]) -> dict:
+    """Write the .pte; return how many compute ops run in int8 vs float."""
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import EdgeCompileConfig, to_edge_transform_and_lower
 
     if recipe.find(Fp16Config):
         raise AvedgeError(f"recipe {recipe.name!r} (fp16) is not supported for ExecuTorch "
                           f"artifacts here; use fp32 or int8 for .pte")
-    int8 = recipe.find(Int8DynamicConfig)
+    int8 = recipe.find(Int8DynamicConfig) or recipe.find(Int8StaticConfig)
     if int8:
-        from avedge.quantize.pt2e_int8 import quantize_pt2e_dynamic_int8
+        from avedge.quantize.pt2e_int8 import quantize_pt2e_int8
 
-        module = quantize_pt2e_dynamic_int8(module, example_inputs, int8)
+        module = quantize_pt2e_int8(module, example_inputs, int8)
+    report = torch_graph_report(module if int8 else torch.export.export(
+        module, tuple(example_inputs)).module())
     program = torch.export.export(module, tuple(example_inputs))
     # Custom avedge ops are not core ATen: they stay outside the delegate as ExecuTorch
     # kernels, which the edge dialect's validity check would otherwise reject.
@@ -29,3 +33,4 @@ def lower_pte(module, example_inputs: tuple, recipe: Recipe, path: Path,
     edge = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()],
                                        compile_config=config)
     path.write_bytes(edge.to_executorch().buffer)
+    return report

@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 
 import torch
-from avedge.quantize import Fp16Config, Int8DynamicConfig, Recipe
+from avedge.quantize import Fp16Config, Int8DynamicConfig, Int8StaticConfig, Recipe
 
 ONNX_OPSET = 18
 
@@ -40,14 +40,14 @@ def lower_onnx(module, example_inputs: tuple, input_names: list[str], output_nam
         from avedge.cpp_kernels import onnx_translation_table
 
         table = onnx_translation_table()
-    int8 = recipe.find(Int8DynamicConfig)
+    int8 = recipe.find(Int8DynamicConfig) or recipe.find(Int8StaticConfig)
     with tempfile.TemporaryDirectory() as tmp:
         fp_path = Path(tmp) / "fp.onnx" if int8 else path
         _quiet_export(module, example_inputs, fp_path, input_names, output_names, table)
         if int8:
-            from avedge.quantize.onnx_int8 import quantize_onnx_dynamic_int8
+            from avedge.quantize.onnx_int8 import quantize_onnx_int8
 
-            quantize_onnx_dynamic_int8(fp_path, path, int8)
+            quantize_onnx_int8(fp_path, path, int8, module, example_inputs, input_names)
 
 
 def _quiet_export(module, example_inputs, path, input_names, output_names, table) -> None:

@@ -7,7 +7,7 @@ import copy
 from pathlib import Path
 
 import torch
-from avedge.quantize import Fp16Config, Int8DynamicConfig, Recipe
+from avedge.quantize import Fp16Config, Int8DynamicConfig, Int8StaticConfig, Recipe
 from avedge.runtime.errors import AvedgeError
 
 
@@ -15,7 +15,7 @@ def lower_pt2(module, example_inputs: tuple, recipe: Recipe, path: Path,
               weights_path: Path) -> None:
     from safetensors.torch import save_file
 
-    if recipe.find(Int8DynamicConfig):
+    if recipe.find(Int8DynamicConfig) or recipe.find(Int8StaticConfig):
         raise AvedgeError(f"recipe {recipe.name!r} (int8) is not supported on the torch path; "
                           f"use fp32 or fp16 (int8 targets export .pte/.onnx)")
     if recipe.find(Fp16Config):

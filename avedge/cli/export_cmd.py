@@ -44,6 +44,9 @@ def run(args) -> int:
         m = art.manifest
         files = ", ".join(f"{n} ({r['bytes'] / 1024:.0f} KiB)" for n, r in m["files"].items())
         parity = ", ".join(f"{f}: {p['max_abs_err']:.2e}" for f, p in m["parity"].items())
+        quant = ", ".join(f"{f} {q['int8_compute_ops']}/{q['int8_compute_ops'] + q['float_compute_ops']}"
+                          for f, q in m["quantization"].items())
         print(f"wrote {args.out}: {m['family']} for {m['target']} ({m['recipe']})\n"
-              f"  files: {files}\n  parity vs eager (max abs err): {parity}")
+              f"  files: {files}\n  parity vs eager (max abs err): {parity}\n"
+              f"  compute ops in int8: {quant}")
     return 0
