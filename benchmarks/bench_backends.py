@@ -2,7 +2,7 @@
 
     python benchmarks/bench_backends.py [--model tiny-stream] [--runs 300] [--json]
 
-For each recipe (fp32, int8) it exports the model for `cpu`, then times one graph
+For each recipe (fp32, int8, int8-static) it exports the model for `cpu`, then times one graph
 call (one 8 ms chunk for a streaming model) on ExecuTorch+XNNPACK and onnxruntime,
 with 1 thread (the hearable setting) and with the default threads. Rounds alternate
 between backends so machine noise hits both alike; medians and ratios are reported.
@@ -90,7 +90,7 @@ def main() -> None:
     report = {"machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
               "model": args.model, "results": {}}
     with tempfile.TemporaryDirectory() as tmp:
-        for recipe in ("fp32", "int8"):
+        for recipe in ("fp32", "int8", "int8-static"):
             art = get_target("cpu").export(model.module, model.example_inputs,
                                            Path(tmp) / recipe, recipe=recipe)
             for threads in (1, None):
