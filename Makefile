@@ -5,9 +5,12 @@ SHELL := /bin/bash
 PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
+STAMP = $(VENV)/.installed-$(shell (cat pyproject.toml; echo $(EXTRAS)) | sha256sum | cut -c1-12)
 APT_PACKAGES := portaudio19-dev espeak-ng libespeak-ng1 ffmpeg alsa-utils libasound2-plugins
 DEMO_OUT ?= demo-out
+# The Arm NPU toolchain (~240 MB) is installed unless NO_ETHOS_U=1.
+comma := ,
+EXTRAS := audio,dev,corpus$(if $(NO_ETHOS_U),,$(comma)ethos-u)
 
 .PHONY: setup demo test lint clean system-packages
 
@@ -25,7 +28,7 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV) || python3 -m venv $(VENV)
 	# torch first and pinned, so nothing below can pull the multi-GB CUDA build.
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[audio,dev,corpus]"
+	$(BIN)/pip install -q -e ".[$(EXTRAS)]"
 	rm -f $(VENV)/.installed-*
 	touch $@
 
