@@ -134,9 +134,46 @@ def _group_words(text: str, events):
     return [[p for p, _ in g] for g in groups], groups, word_names
 
 
+def _forked(fn, *args):
+    """Run fn(*args) in a child forked from this process and return its result.
+
+    libespeak-ng keeps state between calls (pitch flutter counters, wave generator
+    phase, libc rand()), so the same call gives slightly different samples each time
+    in one process, yet identical samples as the first synthesis of a fresh process.
+    This process never synthesizes (only initialises), so every forked child starts
+    from the same state and the bank is byte-reproducible. A fork costs ~5 ms.
+    """
+    import os
+    import pickle
+
+    EspeakEngine.get()  # initialise once in the parent, before forking
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child
+        try:
+            os.close(r)
+            data = pickle.dumps(fn(*args))
+            with os.fdopen(w, "wb") as f:
+                f.write(data)
+        finally:
+            os._exit(0)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        data = f.read()
+    os.waitpid(pid, 0)
+    if not data:
+        raise AvedgeError(f"espeak-ng synthesis failed for {args[:2]!r}")
+    return pickle.loads(data)
+
+
 def synthesize(text: str, voice: str = "en-us", rate: int = 160, pitch: int = 50,
                range_: int = 50) -> Utterance:
-    """Text -> Utterance with phone and word times (seconds) from espeak-ng events."""
+    """Text -> Utterance with phone and word times (seconds) from espeak-ng events.
+    Deterministic: each call synthesizes in a fresh fork (see _forked)."""
+    return _forked(_synthesize, text, voice, rate, pitch, range_)
+
+
+def _synthesize(text: str, voice: str, rate: int, pitch: int, range_: int) -> Utterance:
     eng = EspeakEngine.get()
     audio, events = eng.synth(text, voice, rate, pitch, range_)
     end_ms = 1000.0 * len(audio) / SAMPLE_RATE

@@ -6,8 +6,9 @@ Neural synthesis is slow (Kokoro ~2x real time on one core), so everything downs
 Layout (one file pair per voice, so a bank is usable while it is still being built and
 an interrupted build resumes where it stopped):
     <dir>/voices/<voice-slug>.npy   int16 (N,) all utterances of the voice at 16 kHz
-    <dir>/voices/<voice-slug>.json  {"voice", "synth", "build_seconds", "utterances": [
+    <dir>/voices/<voice-slug>.json  {"voice", "synth", "seed", "utterances": [
                                        {"text", "kind", "offset", "n", "phones", "words"}]}
+    <dir>/voices/<voice-slug>.time  synthesis wall seconds of that voice
     <dir>/bank.json                 seed, counts, voices, build seconds per synthesizer
 
 Default location: $AVEDGE_VOICEBANK or ~/.cache/avedge/voicebank (`default_bank_dir()`).
@@ -93,8 +94,9 @@ def build_voice(voice: Voice, n: int, seed: int, out_dir: Path) -> float:
     meta_path = vdir / (slug(voice.id) + ".json")
     if meta_path.exists():
         meta = json.loads(meta_path.read_text())
-        if meta.get("seed") == seed and len(meta["utterances"]) == n:
-            return float(meta["build_seconds"])  # already built: resume skips it
+        timing = meta_path.with_suffix(".time")
+        if meta.get("seed") == seed and len(meta["utterances"]) == n and timing.exists():
+            return float(timing.read_text())  # already built: resume skips it
     warm(voice.synth)  # model loading is not synthesis time
     t0 = time.perf_counter()
     chunks, utts, offset = [], [], 0
@@ -113,7 +115,9 @@ def build_voice(voice: Voice, n: int, seed: int, out_dir: Path) -> float:
     np.save(vdir / (slug(voice.id) + ".npy"), np.concatenate(chunks))
     tmp = meta_path.with_suffix(".tmp")
     tmp.write_text(json.dumps({"voice": voice.id, "synth": voice.synth, "seed": seed,
-                               "build_seconds": round(secs, 3), "utterances": utts}))
+                               "utterances": utts}))
+    # Wall time lives beside the json, not in it: the json must be byte-reproducible.
+    meta_path.with_suffix(".time").write_text(f"{secs:.3f}")
     tmp.replace(meta_path)  # the json last: a voice is in the bank once its json exists
     return secs
 
