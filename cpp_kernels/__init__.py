@@ -16,6 +16,8 @@ Interfaces for the other layers:
 * ``ensure_loaded() -> str`` registers the torch ops (compiling the C++ kernels into
   ~/.cache/avedge/kernels on first use; "reference" fallback with a warning when there is no
   compiler). Importing ``avedge.cpp_kernels.ops`` does the same.
+* ``ensure_cuda_loaded() -> str`` builds/registers the CUDA kernels on a machine with a GPU
+  ("cuda", or "reference" with a warning); without it CUDA tensors use the reference.
 * ``load_executorch_ops() -> str`` builds and loads the ExecuTorch kernel library (call it
   before ``Runtime.get().load_program`` when a manifest lists ``custom_ops``).
 * ``onnx_translation_table() -> dict`` for ``torch.onnx.export(..., dynamo=True,
@@ -43,7 +45,7 @@ CUSTOM_OPS = ("avedge::joint_attention", "avedge::flow_step", "avedge::mouth_war
 # ExecuTorch/ONNX artifacts can call load_executorch_ops() without the training stack.
 _LAZY = {
     "joint_attention": "ops", "flow_step": "ops", "mouth_warp": "ops", "positions": "ops",
-    "ensure_loaded": "ops", "backend": "ops", "reference": None, "sampler": None,
+    "ensure_loaded": "ops", "ensure_cuda_loaded": "ops", "backend": "ops", "reference": None, "sampler": None,
     "onnx_translation_table": "onnx_export",
 }
 

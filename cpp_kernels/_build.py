@@ -26,13 +26,17 @@ import sysconfig
 from pathlib import Path
 
 CSRC = Path(__file__).resolve().parent / "csrc"
+CUDA_SRC = Path(__file__).resolve().parent / "cuda"
+CUDA_ARCHS = ("87", "90")  # Jetson Orin, Hopper: what CI compile-checks
+CUDA_BINDING = "torch_cuda_ops.cu"
+CUDA_KERNELS = "kernels.cu"
 CACHE_ENV = "AVEDGE_KERNEL_CACHE"  # overrides ~/.cache/avedge/kernels
 DEFAULT_CACHE = Path.home() / ".cache" / "avedge" / "kernels"
 TORCH_SOURCE = "torch_ops.cpp"
 ET_SOURCE = "et_ops.cpp"
 TORCH_LIB = "libavedge_torch_ops.so"
 ET_LIB = "libavedge_et_ops.so"
-COMMON_FLAGS = ["-O3", "-std=c++17", "-fPIC", "-shared", "-fvisibility=hidden", "-w"]
+COMMON_FLAGS = ["-O3", "-fPIC", "-shared", "-fvisibility=hidden", "-w"]
 BUILD_TIMEOUT_S = 600
 
 
@@ -71,7 +75,8 @@ def _torch_flags() -> list[str]:
     from torch.utils import cpp_extension
 
     lib_dir = Path(torch.__file__).parent / "lib"
-    flags = [f"-I{p}" for p in cpp_extension.include_paths()]
+    flags = ["-std=c++20"]  # torch 2.13 headers use C++20 features
+    flags += [f"-I{p}" for p in cpp_extension.include_paths()]
     flags += [f"-D_GLIBCXX_USE_CXX11_ABI={int(torch._C._GLIBCXX_USE_CXX11_ABI)}"]
     # at::parallel_for is header-inlined OpenMP: -fopenmp, and torch's own libgomp (already
     # loaded by torch, same soname) so both share one thread pool.
@@ -91,6 +96,7 @@ def executorch_dirs() -> tuple[Path, Path]:
 def _et_flags() -> list[str]:
     inc, lib = executorch_dirs()
     return [
+        "-std=c++17",
         f"-I{inc}",
         f"-I{inc}/executorch/runtime/core/portable_type/c10",
         "-DC10_USING_CUSTOM_GENERATED_MACROS",
@@ -167,3 +173,62 @@ def build(which: tuple[str, ...] = ("torch", "executorch")) -> dict[str, Path]:
         if errors:
             raise BuildError("building the avedge kernels failed:\n" + "\n".join(errors))
     return result
+
+
+def find_nvcc() -> str | None:
+    """nvcc on PATH or under $CUDA_HOME / /usr/local/cuda; None if absent."""
+    found = shutil.which("nvcc")
+    if found:
+        return found
+    for root in (os.environ.get("CUDA_HOME"), "/usr/local/cuda"):
+        if root and (Path(root) / "bin" / "nvcc").exists():
+            return str(Path(root) / "bin" / "nvcc")
+    return None
+
+
+def nvcc_check_commands(nvcc: str, out_dir: Path) -> list[list[str]]:
+    """Compile-only commands for the CUDA sources (no GPU, CPU-only torch is enough).
+
+    The pure kernels build for every arch in CUDA_ARCHS; the torch binding builds with
+    AVEDGE_CUDA_COMPILE_CHECK (default stream, no device guard) because CPU torch wheels lack
+    c10/cuda's generated headers, for one arch only: its device code is the same kernels.
+    """
+    import torch
+    from torch.utils import cpp_extension
+
+    gencode = [f"-gencode=arch=compute_{a},code=sm_{a}" for a in CUDA_ARCHS]
+    kernels = [nvcc, "-c", "-std=c++17", "-O3", *gencode, str(CUDA_SRC / CUDA_KERNELS),
+               "-o", str(out_dir / "kernels.o")]
+    torch_inc = [f"-I{p}" for p in cpp_extension.include_paths()]
+    binding = [nvcc, "-c", "-std=c++20", "-O0", "-DAVEDGE_CUDA_COMPILE_CHECK",
+               f"-D_GLIBCXX_USE_CXX11_ABI={int(torch._C._GLIBCXX_USE_CXX11_ABI)}",
+               "-D__CUDA_NO_HALF_OPERATORS__", "-D__CUDA_NO_HALF_CONVERSIONS__",
+               "-D__CUDA_NO_BFLOAT16_CONVERSIONS__", "--expt-relaxed-constexpr", "-w",
+               f"-gencode=arch=compute_{CUDA_ARCHS[-1]},code=sm_{CUDA_ARCHS[-1]}", *torch_inc,
+               str(CUDA_SRC / CUDA_BINDING), "-o", str(out_dir / "binding.o")]
+    return [kernels, binding]
+
+
+def build_cuda() -> Path:
+    """Build and return the torch CUDA extension (needs a CUDA build of torch, a GPU, ninja)."""
+    import torch
+    from torch.utils import cpp_extension
+
+    if torch.version.cuda is None:
+        raise FileNotFoundError("this torch is a CPU build; the CUDA kernels need a CUDA torch")
+    h = hashlib.sha256()
+    for src in sorted(CUDA_SRC.glob("*.cu*")):
+        h.update(src.name.encode() + src.read_bytes())
+    h.update(_versions().encode() + str(torch.version.cuda).encode())
+    out_dir = Path(os.environ.get(CACHE_ENV, DEFAULT_CACHE)) / ("cuda-" + h.hexdigest()[:16])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cpp_extension.load(
+        name="avedge_cuda_ops",
+        sources=[str(CUDA_SRC / CUDA_BINDING)],
+        extra_include_paths=[str(CUDA_SRC)],
+        extra_cuda_cflags=["-O3"],
+        build_directory=str(out_dir),
+        is_python_module=False,  # TORCH_LIBRARY_IMPL registers on load; no Python module
+        verbose=False,
+    )
+    return out_dir / "avedge_cuda_ops.so"

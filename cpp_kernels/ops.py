@@ -50,6 +50,7 @@ for _schema in SCHEMAS:
 _lock = threading.Lock()
 _backend: str | None = None
 _handle: ctypes.CDLL | None = None  # keeps the C++ library loaded
+_cuda: str | None = None  # "cuda" once the CUDA kernels are registered, else "reference"
 
 
 # ---------------------------------------------------------------- fake (meta) implementations
@@ -154,6 +155,26 @@ def ensure_loaded() -> str:
             _register_reference("CPU")
             _backend = "reference"
         return _backend
+
+
+def ensure_cuda_loaded() -> str:
+    """Register the CUDA kernels (building them on first use); idempotent.
+
+    Returns "cuda", or "reference" (with a warning) when they cannot be built: CUDA tensors
+    then run through the reference implementations.
+    """
+    global _cuda
+    ensure_loaded()
+    with _lock:
+        if _cuda is None:
+            try:
+                _build.build_cuda()
+                _cuda = "cuda"
+            except Exception as err:  # noqa: BLE001 -- any build failure degrades to reference
+                warnings.warn(f"avedge.cpp_kernels: CUDA kernels unavailable ({err}); CUDA tensors "
+                              "use the reference implementations.", RuntimeWarning, stacklevel=2)
+                _cuda = "reference"
+        return _cuda
 
 
 def backend() -> str:
