@@ -25,6 +25,7 @@ from avedge.runtime.errors import AvedgeError, UnknownNameError
 # name -> module path. Imported lazily: building one family never imports the others.
 FAMILIES: dict[str, str] = {
     "tiny-stream": "avedge.models.tiny_stream",
+    "face-renderer": "avedge.models.face_renderer",
     "speech-extractor": "avedge.models.speech_extractor",
 }
 

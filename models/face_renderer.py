@@ -1,0 +1,151 @@
+"""One-step face renderer: reference photo + lips-pose -> frame (stage 1 of lip-sync).
+
+    module = build()
+    frame = module(photo, pose, mouth)   # (B,3,H,W), (B,12), (B,4) -> (B,3,H,W)
+
+No mask is given or predicted. Everything is a closed-form function of mouth-centred
+coordinates (u along the lips, v across, in half-widths of the mouth):
+  1. a backward warp: the lower lip and jaw move down by the opening, the upper lip up,
+     the corners in/out with width and rounding; the displacement is multiplied by a
+     compactly supported smooth falloff, so it is exactly 0 beyond FALLOFF_U/FALLOFF_V;
+  2. a mouth interior (dark cavity, upper/lower teeth bands, tongue) composited between
+     the inner lip contours with a 1-pixel soft edge;
+  3. the result blended into the photo by the same compact falloff: pixels outside it are
+     the photo's, bit for bit.
+It is a single pass with static shapes and no data-dependent control flow, so it
+exports with torch.export (and to ONNX: GridSample). The warp uses grid_sample; the
+project's custom op torch.ops.avedge.mouth_warp (bilinear remap by a displacement
+field) computes the same thing and can replace it.
+
+Lips-pose dimensions: avedge.models.corpus.visemes.DIMS (12, each in [0, 1]).
+The mouth geometry (cx, cy, half_width in pixels, angle in radians) comes from
+avedge.models.corpus.face.find_mouth.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+NAME = "face-renderer"
+N_POSE = 12
+FALLOFF_U = 2.4  # half-widths: horizontal reach of any edit
+FALLOFF_V = (-1.6, 3.2)  # half-widths above / below the mouth line (the jaw reaches down)
+CAVITY = (0.16, 0.05, 0.06)
+TEETH = (0.93, 0.91, 0.86)
+TONGUE = (0.72, 0.32, 0.33)
+
+
+@dataclass
+class Dims:
+    height: int = 512  # example input size; the module itself takes any static size
+    width: int = 512
+    max_open: float = 0.75  # lower-lip travel at jaw_open=1, in mouth half-widths
+    max_upper: float = 0.22  # upper-lip travel at upper_lip_raise=1
+    edge_px: float = 1.0  # soft edge of the mouth opening, pixels
+
+
+def _smooth01(x: torch.Tensor) -> torch.Tensor:
+    """Smoothstep on [0, 1], constant outside: C1 and exactly 0 / 1 at the ends."""
+    x = x.clamp(0.0, 1.0)
+    return x * x * (3.0 - 2.0 * x)
+
+
+class FaceRenderer(nn.Module):
+    input_names = ("photo", "pose", "mouth")
+    output_names = ("frame",)
+
+    def __init__(self, dims: Dims | None = None):
+        super().__init__()
+        self.dims = dims or Dims()
+        self.register_buffer("cavity", torch.tensor(CAVITY).view(1, 3, 1, 1))
+        self.register_buffer("teeth", torch.tensor(TEETH).view(1, 3, 1, 1))
+        self.register_buffer("tongue", torch.tensor(TONGUE).view(1, 3, 1, 1))
+
+    def forward(self, photo: torch.Tensor, pose: torch.Tensor, mouth: torch.Tensor):
+        # photo (B,3,H,W) in [0,1]; pose (B,12) in [0,1]; mouth (B,4) = cx, cy, hw, angle
+        B, _, H, W = photo.shape
+        d = self.dims
+        p = pose.clamp(0.0, 1.0).view(B, N_POSE, 1, 1)
+        jaw, width, up_raise, low_drop = p[:, 0], p[:, 1], p[:, 2], p[:, 3]
+        rnd, protr, up_t, low_t = p[:, 4], p[:, 5], p[:, 6], p[:, 7]
+        tongue, closure, tuck, corner = p[:, 8], p[:, 9], p[:, 10], p[:, 11]
+        cx, cy = mouth[:, 0].view(B, 1, 1), mouth[:, 1].view(B, 1, 1)
+        hw = mouth[:, 2].view(B, 1, 1).clamp(min=2.0)
+        ca, sa = torch.cos(mouth[:, 3]).view(B, 1, 1), torch.sin(mouth[:, 3]).view(B, 1, 1)
+
+        ys = torch.arange(H, dtype=photo.dtype, device=photo.device).view(1, H, 1) + 0.0
+        xs = torch.arange(W, dtype=photo.dtype, device=photo.device).view(1, 1, W) + 0.0
+        dx, dy = xs - cx, ys - cy  # (B,H,W) pixels from the mouth centre
+        u = (ca * dx + sa * dy) / hw  # along the lips, corners at +-1
+        v = (-sa * dx + ca * dy) / hw  # across, positive = down (towards the chin)
+
+        # Compact falloff: 1 near the mouth, exactly 0 beyond the ellipse edge.
+        vc = torch.where(v >= 0, v / FALLOFF_V[1], v / -FALLOFF_V[0])
+        r = torch.sqrt((u / FALLOFF_U) ** 2 + vc ** 2 + 1e-12)
+        fall = _smooth01((1.0 - r) / 0.45)  # (B,H,W)
+
+        # Mouth shape from the pose (half-widths).
+        open_ = 1.0 - closure
+        low = (d.max_open * (0.8 * jaw + 0.35 * low_drop) - 0.12 * tuck) * open_
+        upp = (d.max_upper * up_raise + 0.08 * jaw) * open_
+        low, upp = low.clamp(min=0.0), upp.clamp(min=0.0)
+        sx = (1.0 + 0.3 * (width - 0.5) - 0.3 * rnd - 0.1 * protr).clamp(0.55, 1.3)
+
+        # 1. Backward warp: where does output pixel (u, v) come from?
+        below = _smooth01((v + 0.3) / 0.6)  # 0 above the lip line, 1 below it
+        jaw_reach = _smooth01((FALLOFF_V[1] - v) / 1.5)  # the chin moves, the neck doesn't
+        shift_v = low * below * jaw_reach - upp * (1.0 - below)
+        # Width/rounding only moves the lips themselves: a tighter falloff than the jaw.
+        near = _smooth01((1.0 - torch.sqrt((u / 1.8) ** 2 + (v / 1.0) ** 2 + 1e-12)) / 0.5)
+        u_src = u / (1.0 + (sx - 1.0) * near)
+        v_src = v - shift_v * fall + 0.05 * corner * u * u * fall  # corners lift a little
+        x_src = cx + hw * (ca * u_src - sa * v_src)
+        y_src = cy + hw * (sa * u_src + ca * v_src)
+        grid = torch.stack([(x_src + 0.5) / W * 2 - 1, (y_src + 0.5) / H * 2 - 1], dim=-1)
+        warped = F.grid_sample(photo, grid, mode="bilinear", padding_mode="border",
+                               align_corners=False)
+
+        # 2. Interior between the inner lip contours v_top(u) < v < v_bot(u).
+        un = u / sx
+        prof = (1.0 - un * un).clamp(min=0.0)
+        prof = prof * torch.sqrt(prof + 1e-6)  # fuller in the middle, pinched corners
+        v_top, v_bot = -upp * prof, low * prof
+        k = hw / d.edge_px  # 1 pixel soft edge, in half-width units
+        inside = torch.sigmoid((v - v_top) * k) * torch.sigmoid((v_bot - v) * k)
+        gap_px = (v_bot - v_top) * hw
+        alpha = inside * (gap_px / 1.5).clamp(0.0, 1.0)  # a closed mouth has no interior
+        depth = ((v - v_top) / (v_bot - v_top + 1e-3)).clamp(0.0, 1.0)  # 0 top .. 1 bottom
+        tooth_h = 0.28
+        upper = torch.sigmoid((tooth_h * up_t - depth) * 24.0) * (up_t > 0.02).to(photo.dtype)
+        lower = torch.sigmoid((depth - (1.0 - tooth_h * low_t)) * 24.0) * \
+            (low_t > 0.02).to(photo.dtype)
+        tong = tongue * torch.sigmoid((depth - 0.55) * 10.0) * (1.0 - un.abs()).clamp(0.0, 1.0)
+        shade = 0.6 + 0.4 * (1.0 - prof)  # darker deep in the middle
+        inner = self.cavity * shade.unsqueeze(1)
+        inner = inner + (self.tongue - inner) * tong.unsqueeze(1)
+        teeth_w = (upper + lower).clamp(0.0, 1.0).unsqueeze(1)
+        inner = inner + (self.teeth * (0.85 + 0.15 * prof.unsqueeze(1)) - inner) * teeth_w
+        img = warped + (inner - warped) * alpha.unsqueeze(1)
+
+        # 3. Blend into the photo with the compact falloff (exactly the photo outside).
+        return photo + (img - photo) * (fall > 0).to(photo.dtype).unsqueeze(1) * \
+            _smooth01(fall * 4.0).unsqueeze(1)
+
+
+def build(dims: Dims | None = None, weights: str | None = None) -> FaceRenderer:
+    """The renderer has no learned weights; `weights` is accepted for the registry contract."""
+    del weights
+    return FaceRenderer(dims).eval()
+
+
+def example_inputs(module: FaceRenderer):
+    d = module.dims
+    photo = torch.full((1, 3, d.height, d.width), 0.6)
+    pose = torch.zeros(1, N_POSE)
+    pose[:, 0] = 0.6  # jaw open: exercises the interior path
+    mouth = torch.tensor([[d.width * 0.44, d.height * 0.28, d.width * 0.042, 0.1]])
+    return (photo, pose, mouth)
