@@ -1,6 +1,6 @@
 """Benchmark the avedge kernels against the PyTorch formulations they replace.
 
-    python -m avedge.cpp_kernels.bench [--json] [--rounds N] [--device cpu|cuda]
+    python -m avedge.cpp_kernels.bench [--json] [--rounds N] [--threads N] [--device cpu|cuda]
 
 Same process, same inputs, interleaved rounds (ours, baseline, ours, ...) so that load from
 other users of a shared machine hits both sides alike; reports medians and ratios. Sizes are
@@ -32,7 +32,7 @@ AUDIO_TOKENS, MOTION_TOKENS = 200, 100  # 50 Hz audio, 25 fps motion, 4 s
 AUDIO_HZ, MOTION_HZ = 50.0, 25.0
 WINDOW = 8.0  # +-8 motion frames
 SAMPLER_STEPS, GUIDANCE = 8, 2.0
-POSE_SHAPE = (1, MOTION_TOKENS, 64)  # lips-pose trajectory being sampled
+POSE_SHAPE = (1, MOTION_TOKENS, 12)  # lips-pose trajectory (12 dims at 25 fps) being sampled
 WARP_SHAPE = (1, 3, 256, 256)
 ROUNDS, CALLS_PER_ROUND, WARMUP = 15, 20, 10
 
@@ -194,7 +194,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--rounds", type=int, default=ROUNDS, help="interleaved timing rounds")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch intra-op threads (default: torch's; 1 is steadier on a busy machine)")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device visible to torch")
     results = run(args.device, args.rounds)

@@ -154,7 +154,9 @@ def ensure_loaded() -> str:
                 "reference implementations (correct, slower).", RuntimeWarning, stacklevel=2)
             _register_reference("CPU")
             _backend = "reference"
-        return _backend
+    if torch.cuda.is_available():  # GPU machine: CUDA kernels too (built once, then cached)
+        ensure_cuda_loaded()
+    return _backend
 
 
 def ensure_cuda_loaded() -> str:
@@ -164,7 +166,6 @@ def ensure_cuda_loaded() -> str:
     then run through the reference implementations.
     """
     global _cuda
-    ensure_loaded()
     with _lock:
         if _cuda is None:
             try:
