@@ -66,74 +66,78 @@ class FaceRenderer(nn.Module):
         self.register_buffer("tongue", torch.tensor(TONGUE).view(1, 3, 1, 1))
 
     def forward(self, photo: torch.Tensor, pose: torch.Tensor, mouth: torch.Tensor):
-        # photo (B,3,H,W) in [0,1]; pose (B,12) in [0,1]; mouth (B,4) = cx, cy, hw, angle
-        B, _, H, W = photo.shape
+        # photo (Bp,3,H,W) in [0,1]; pose (B,12) in [0,1]; mouth (Bm,4) = cx, cy, hw, angle
+        # with Bp, Bm in {1, B}: one photo and mouth broadcast over a batch of poses, so the
+        # pose-independent geometry is computed once (the ROI renderer relies on this).
+        B = pose.shape[0]
+        Bm = mouth.shape[0]
+        H, W = photo.shape[2], photo.shape[3]
         d = self.dims
         p = pose.clamp(0.0, 1.0).view(B, N_POSE, 1, 1)
         jaw, width, up_raise, low_drop = p[:, 0], p[:, 1], p[:, 2], p[:, 3]
         rnd, protr, up_t, low_t = p[:, 4], p[:, 5], p[:, 6], p[:, 7]
         tongue, closure, tuck, corner = p[:, 8], p[:, 9], p[:, 10], p[:, 11]
-        cx, cy = mouth[:, 0].view(B, 1, 1), mouth[:, 1].view(B, 1, 1)
-        hw = mouth[:, 2].view(B, 1, 1).clamp(min=2.0)
-        ca, sa = torch.cos(mouth[:, 3]).view(B, 1, 1), torch.sin(mouth[:, 3]).view(B, 1, 1)
 
-        ys = torch.arange(H, dtype=photo.dtype, device=photo.device).view(1, H, 1) + 0.0
-        xs = torch.arange(W, dtype=photo.dtype, device=photo.device).view(1, 1, W) + 0.0
-        dx, dy = xs - cx, ys - cy  # (B,H,W) pixels from the mouth centre
+        # -- geometry (Bm,H,W): independent of the pose --------------------------------
+        cx, cy = mouth[:, 0].view(Bm, 1, 1), mouth[:, 1].view(Bm, 1, 1)
+        hw = mouth[:, 2].view(Bm, 1, 1).clamp(min=2.0)
+        ca, sa = torch.cos(mouth[:, 3]).view(Bm, 1, 1), torch.sin(mouth[:, 3]).view(Bm, 1, 1)
+        ys = torch.arange(H, dtype=photo.dtype, device=photo.device).view(1, H, 1)
+        xs = torch.arange(W, dtype=photo.dtype, device=photo.device).view(1, 1, W)
+        dx, dy = xs - cx, ys - cy  # pixels from the mouth centre
         u = (ca * dx + sa * dy) / hw  # along the lips, corners at +-1
         v = (-sa * dx + ca * dy) / hw  # across, positive = down (towards the chin)
-
         # Compact falloff: 1 near the mouth, exactly 0 beyond the ellipse edge.
         vc = torch.where(v >= 0, v / FALLOFF_V[1], v / -FALLOFF_V[0])
-        r = torch.sqrt((u / FALLOFF_U) ** 2 + vc ** 2 + 1e-12)
-        fall = _smooth01((1.0 - r) / 0.45)  # (B,H,W)
-
-        # Mouth shape from the pose (half-widths).
-        open_ = 1.0 - closure
-        low = (d.max_open * (0.8 * jaw + 0.35 * low_drop) - 0.12 * tuck) * open_
-        upp = (d.max_upper * up_raise + 0.08 * jaw) * open_
-        low, upp = low.clamp(min=0.0), upp.clamp(min=0.0)
-        sx = (1.0 + 0.3 * (width - 0.5) - 0.3 * rnd - 0.1 * protr).clamp(0.55, 1.3)
-
-        # 1. Backward warp: where does output pixel (u, v) come from?
+        fall = _smooth01((1.0 - torch.sqrt((u / FALLOFF_U) ** 2 + vc ** 2 + 1e-12)) / 0.45)
+        # Width/rounding only moves the lips themselves: a tighter falloff than the jaw.
+        near = _smooth01((1.0 - torch.sqrt((u / 1.8) ** 2 + v ** 2 + 1e-12)) / 0.5)
         below = _smooth01((v + 0.3) / 0.6)  # 0 above the lip line, 1 below it
         jaw_reach = _smooth01((FALLOFF_V[1] - v) / 1.5)  # the chin moves, the neck doesn't
-        shift_v = low * below * jaw_reach - upp * (1.0 - below)
-        # Width/rounding only moves the lips themselves: a tighter falloff than the jaw.
-        near = _smooth01((1.0 - torch.sqrt((u / 1.8) ** 2 + (v / 1.0) ** 2 + 1e-12)) / 0.5)
+        down_w = below * jaw_reach * fall
+        up_w = (1.0 - below) * fall
+        lift_w = 0.05 * u * u * fall  # corners lift a little with corner_raise
+        # Source pixel -> grid_sample's normalized coordinates, as an affine map of (u, v).
+        gx0, gxu, gxv = (2 * cx + 1) / W - 1, 2 * hw * ca / W, -2 * hw * sa / W
+        gy0, gyu, gyv = (2 * cy + 1) / H - 1, 2 * hw * sa / H, 2 * hw * ca / H
+        blend = (fall > 0).to(photo.dtype) * _smooth01(fall * 4.0)
+
+        # -- mouth shape from the pose (B,1,1), in half-widths ---------------------------
+        open_ = 1.0 - closure
+        low = ((d.max_open * (0.8 * jaw + 0.35 * low_drop) - 0.12 * tuck) * open_).clamp(min=0)
+        upp = ((d.max_upper * up_raise + 0.08 * jaw) * open_).clamp(min=0.0)
+        sx = (1.0 + 0.3 * (width - 0.5) - 0.3 * rnd - 0.1 * protr).clamp(0.55, 1.3)
+
+        # 1. backward warp: where does output pixel (u, v) come from?  (B,H,W)
         u_src = u / (1.0 + (sx - 1.0) * near)
-        v_src = v - shift_v * fall + 0.05 * corner * u * u * fall  # corners lift a little
-        x_src = cx + hw * (ca * u_src - sa * v_src)
-        y_src = cy + hw * (sa * u_src + ca * v_src)
-        grid = torch.stack([(x_src + 0.5) / W * 2 - 1, (y_src + 0.5) / H * 2 - 1], dim=-1)
-        warped = F.grid_sample(photo, grid, mode="bilinear", padding_mode="border",
+        v_src = v - low * down_w + upp * up_w + corner * lift_w
+        grid = torch.stack([gx0 + gxu * u_src + gxv * v_src,
+                            gy0 + gyu * u_src + gyv * v_src], dim=-1)  # (B,H,W,2)
+        src = photo.expand(B, -1, -1, -1) if photo.shape[0] != B else photo
+        warped = F.grid_sample(src, grid, mode="bilinear", padding_mode="border",
                                align_corners=False)
 
-        # 2. Interior between the inner lip contours v_top(u) < v < v_bot(u).
+        # 2. interior between the inner lip contours v_top(u) < v < v_bot(u)
         un = u / sx
         prof = (1.0 - un * un).clamp(min=0.0)
         prof = prof * torch.sqrt(prof + 1e-6)  # fuller in the middle, pinched corners
-        v_top, v_bot = -upp * prof, low * prof
-        k = hw / d.edge_px  # 1 pixel soft edge, in half-width units
-        inside = torch.sigmoid((v - v_top) * k) * torch.sigmoid((v_bot - v) * k)
-        gap_px = (v_bot - v_top) * hw
-        alpha = inside * (gap_px / 1.5).clamp(0.0, 1.0)  # a closed mouth has no interior
-        depth = ((v - v_top) / (v_bot - v_top + 1e-3)).clamp(0.0, 1.0)  # 0 top .. 1 bottom
-        tooth_h = 0.28
-        upper = torch.sigmoid((tooth_h * up_t - depth) * 24.0) * (up_t > 0.02).to(photo.dtype)
-        lower = torch.sigmoid((depth - (1.0 - tooth_h * low_t)) * 24.0) * \
-            (low_t > 0.02).to(photo.dtype)
-        tong = tongue * torch.sigmoid((depth - 0.55) * 10.0) * (1.0 - un.abs()).clamp(0.0, 1.0)
-        shade = 0.6 + 0.4 * (1.0 - prof)  # darker deep in the middle
-        inner = self.cavity * shade.unsqueeze(1)
-        inner = inner + (self.tongue - inner) * tong.unsqueeze(1)
-        teeth_w = (upper + lower).clamp(0.0, 1.0).unsqueeze(1)
-        inner = inner + (self.teeth * (0.85 + 0.15 * prof.unsqueeze(1)) - inner) * teeth_w
+        k = hw / d.edge_px  # 1-pixel soft edge, in half-width units
+        inside = torch.sigmoid((v + upp * prof) * k) * torch.sigmoid((low * prof - v) * k)
+        gap = (low + upp) * prof  # opening height, half-widths
+        alpha = inside * (gap * hw / 1.5).clamp(0.0, 1.0)  # a closed mouth has no interior
+        depth = ((v + upp * prof) / (gap + 1e-3)).clamp(0.0, 1.0)  # 0 top .. 1 bottom
+        teeth = (torch.sigmoid((0.28 * up_t - depth) * 24.0) * (up_t > 0.02).to(photo.dtype)
+                 + torch.sigmoid((depth - 1.0 + 0.28 * low_t) * 24.0) *
+                 (low_t > 0.02).to(photo.dtype)).clamp(max=1.0).unsqueeze(1)
+        tong = (tongue * torch.sigmoid((depth - 0.55) * 10.0) * (1.0 - un.abs()).clamp(min=0.0)
+                ).unsqueeze(1)
+        inner = self.cavity * (1.0 - 0.4 * prof).unsqueeze(1)  # darker deep in the middle
+        inner = inner + (self.tongue - inner) * tong
+        inner = inner + (self.teeth - inner) * teeth
         img = warped + (inner - warped) * alpha.unsqueeze(1)
 
-        # 3. Blend into the photo with the compact falloff (exactly the photo outside).
-        return photo + (img - photo) * (fall > 0).to(photo.dtype).unsqueeze(1) * \
-            _smooth01(fall * 4.0).unsqueeze(1)
+        # 3. blend into the photo with the compact falloff (exactly the photo outside)
+        return photo + (img - photo) * blend.unsqueeze(1)
 
 
 def build(dims: Dims | None = None, weights: str | None = None) -> FaceRenderer:
