@@ -29,15 +29,10 @@ from avedge.runtime.manifest import (
     file_record,
     write_json_atomic,
 )
-from avedge.targets.lower_executorch import lower_pte
-from avedge.targets.lower_onnx import lower_onnx
-from avedge.targets.lower_torch import lower_pt2
-from avedge.targets.quant_report import onnx_report
+from avedge.targets.lowering import FORMAT_LOWERERS, LoweringJob
 from avedge.targets.registry import get_target
 from avedge.targets.signature import describe
 
-MODEL_FILES = {"pte": "model.pte", "onnx": "model.onnx", "pt2": "model.pt2"}
-WEIGHTS_FILE = "weights.safetensors"
 # The CPU runtime that checks each format at export (a Jetson artifact is checked here
 # on onnxruntime's CPU provider; the device itself runs the same file on CUDA/TensorRT).
 PARITY_BACKEND = {"pte": "executorch", "onnx": "onnxruntime", "pt2": "torch"}
@@ -67,20 +62,15 @@ def export(target, module, example_inputs, out_dir, recipe: str | None = None, *
     in_names = [s["name"] for s in sig.inputs]
     out_names = [s["name"] for s in sig.outputs]
     with staged_dir(out_dir) as tmp:
-        files, quantization = {}, {}
+        files, quantization, extra_keys = {}, {}, {}
+        job = LoweringJob(module, example_inputs, in_names, out_names, recipe_obj, target,
+                          custom_ops, tmp)
         for fmt in target.formats:
-            path = tmp / MODEL_FILES[fmt]
-            if fmt == "pte":
-                quantization[fmt] = lower_pte(module, example_inputs, recipe_obj, path,
-                                              custom_ops)
-            elif fmt == "onnx":
-                lower_onnx(module, example_inputs, in_names, out_names, recipe_obj, path,
-                           custom_ops)
-                quantization[fmt] = onnx_report(path)
-            else:
-                lower_pt2(module, example_inputs, recipe_obj, path, tmp / WEIGHTS_FILE)
-                files[WEIGHTS_FILE] = file_record(tmp / WEIGHTS_FILE, "safetensors")
-            files[path.name] = file_record(path, fmt)
+            lowered = FORMAT_LOWERERS[fmt](job)
+            files.update({name: file_record(tmp / name, f) for name, f in lowered.files.items()})
+            if lowered.quantization is not None:
+                quantization[fmt] = lowered.quantization
+            extra_keys.update(lowered.manifest)
         if sig.init_state:
             np.savez(tmp / INIT_STATE_FILE, **sig.init_state)
             files[INIT_STATE_FILE] = file_record(tmp / INIT_STATE_FILE, "npz")
@@ -107,6 +97,7 @@ def export(target, module, example_inputs, out_dir, recipe: str | None = None, *
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "metric": metric,
             "extra": extra or {},
+            **extra_keys,
         }
         write_json_atomic(tmp / MANIFEST_NAME, manifest)
         manifest["parity"] = measure_parity(tmp, manifest, example_inputs, sig.example_outputs)
@@ -189,7 +180,8 @@ def check_parity(manifest: dict) -> None:
 
 def budget_report(target, files: dict) -> dict:
     b = target.budgets
-    model_bytes = max((r["bytes"] for r in files.values() if r["format"] in MODEL_FILES), default=0)
+    model_bytes = max((r["bytes"] for r in files.values() if r["format"] in FORMAT_LOWERERS),
+                      default=0)
     report = {"chunk_latency_ms": b.chunk_latency_ms, "ram_mb": b.ram_mb,
               "weights_mb": b.weights_mb, "model_file_mb": round(model_bytes / 2**20, 4)}
     report["weights_ok"] = b.weights_mb is None or report["model_file_mb"] <= b.weights_mb

@@ -28,6 +28,8 @@ class Budgets:
     chunk_latency_ms: float | None = None  # per call of the exported graph, one chunk
     ram_mb: float | None = None  # peak resident memory of the runtime process
     weights_mb: float | None = None  # size of the largest model file
+    sram_kib: float | None = None  # on-chip SRAM for activations/scratch (microcontroller NPUs)
+    flash_kib: float | None = None  # flash/ROM for weights and command stream
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,8 @@ class Target:
     threads: int | None  # None = all cores
     budgets: Budgets = field(default_factory=Budgets)
     cuda_arch: str | None = None  # e.g. "sm_87" for Jetson Orin
+    npu: str | None = None  # e.g. "ethos-u55-128": the accelerator configuration
+    clock_mhz: float | None = None  # core/NPU clock the estimates are made at
 
     @property
     def formats(self) -> tuple[str, ...]:
