@@ -20,6 +20,7 @@ COMMANDS = [
     "bench_cmd",
     "demo_cmd",
     "train_cmd",
+    "corpus_cmd",
 ]
 
 
