@@ -58,14 +58,19 @@ def choose_backend(manifest: dict, backend: str | None) -> str:
                 f"{backend!r}; backends that can run it: {', '.join(servable) or '(none)'}")
         require_backend(backend)
         return backend
-    here = set(available_backends())
+    # Probe availability lazily, in priority order: probing torch-cuda imports torch,
+    # which an onnxruntime-only device must never pay for.
     for name in manifest.get("backends", []):
-        if name in servable and name in here:
+        if name in servable and backend_class(name).unavailable_reason() is None:
             return name
+    here = available_backends()
+    why = "; ".join(f"{n}: {backend_class(n).unavailable_reason()}"
+                    for n in manifest.get("backends", []) if n in servable)
     raise BackendUnavailableError(
         f"none of this artifact's target backends ({', '.join(manifest.get('backends', []))}) "
-        f"can run here; backends available here that can serve its files: "
-        f"{', '.join(b for b in servable if b in here) or '(none)'}; pass backend=... / --backend"
+        f"can run here ({why}); backends available here that can serve its files: "
+        f"{', '.join(b for b in servable if b in here) or '(none)'}; available here: "
+        f"{', '.join(here) or '(none)'}; pass backend=... / --backend"
     )
 
 
