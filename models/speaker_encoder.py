@@ -15,10 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from avedge.models.conv_stft import N_BINS, ConvSTFT
 from torch import nn
 from torch.nn import functional as F
-
-from avedge.models.conv_stft import N_BINS, ConvSTFT
 
 SAMPLE_RATE = 16000
 ENROLL_SECONDS = 5.0
@@ -36,8 +35,8 @@ class SpeakerDims:
 
 
 class SpeakerEncoder(nn.Module):
-    input_names = ["enrollment"]
-    output_names = ["speaker"]
+    input_names = ("enrollment",)
+    output_names = ("speaker",)
     sample_rate = SAMPLE_RATE
 
     def __init__(self, dims: SpeakerDims | None = None):

@@ -29,22 +29,46 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from torch import nn
-
 from avedge.models.conv_stft import HOP, LOOKAHEAD, N_BINS, SAMPLE_RATE, ConvSTFT
 from avedge.models.speaker_encoder import (
-    ENROLL_SAMPLES, MIN_ENROLL_SAMPLES, SpeakerDims, SpeakerEncoder, fit_enrollment,
+    ENROLL_SAMPLES,
+    MIN_ENROLL_SAMPLES,
+    SpeakerDims,
+    SpeakerEncoder,
+    fit_enrollment,
 )
+from torch import nn
 
 NAME = "speech-extractor"
 CHUNK = HOP  # 128 samples = 8 ms at 16 kHz
 LOG_EPS = 1e-6
 FEATURE_SCALE = 0.1  # log-power features ~ [-14, 8] -> ~[-1.4, 0.8]
 WEIGHTS_FILE = Path(__file__).parent / "weights" / "speech_extractor.safetensors"
+# 3 mixtures (3 s, 0 dB SIR, 5 dB SNR) + enrollments from the corpus *val* split, int16:
+# the activations static int8 calibrates on (see Extractor.calibration_inputs).
+CALIB_FILE = Path(__file__).parent / "weights" / "speech_extractor_calib.npz"
+CALIB_EVERY = 12  # keep every 12th chunk of the calibration streams (~93 batches)
 
-__all__ = ["NAME", "Dims", "Extractor", "build", "example_inputs", "components", "extract",
-           "si_sdr", "metric", "load_weights", "save_weights", "ENROLL_SAMPLES",
-           "MIN_ENROLL_SAMPLES", "fit_enrollment", "SAMPLE_RATE", "CHUNK", "LOOKAHEAD"]
+__all__ = [
+    "CHUNK",
+    "ENROLL_SAMPLES",
+    "LOOKAHEAD",
+    "MIN_ENROLL_SAMPLES",
+    "NAME",
+    "SAMPLE_RATE",
+    "Dims",
+    "Extractor",
+    "build",
+    "components",
+    "example_inputs",
+    "extract",
+    "fit_enrollment",
+    "load_weights",
+    "macs_per_chunk",
+    "metric",
+    "save_weights",
+    "si_sdr",
+]
 
 
 @dataclass
@@ -69,7 +93,7 @@ class Dims:
         return (self.state_frames + 1) * CHUNK / SAMPLE_RATE * 1000
 
     @classmethod
-    def from_json(cls, d: dict) -> "Dims":
+    def from_json(cls, d: dict) -> Dims:
         d = dict(d)
         d["speaker"] = SpeakerDims(**d.get("speaker", {}))
         return cls(**d)
@@ -104,8 +128,8 @@ class CausalBlock(nn.Module):
 class Extractor(nn.Module):
     """The streaming graph. `speaker_encoder` rides along but is not part of `forward`."""
 
-    input_names = ["chunk", "speaker", "stft_state", "ola_state", "conv_state"]
-    output_names = ["out", "stft_state_out", "ola_state_out", "conv_state_out"]
+    input_names = ("chunk", "speaker", "stft_state", "ola_state", "conv_state")
+    output_names = ("out", "stft_state_out", "ola_state_out", "conv_state_out")
     chunk_samples = CHUNK
     lookahead_samples = LOOKAHEAD
     sample_rate = SAMPLE_RATE
@@ -131,6 +155,39 @@ class Extractor(nn.Module):
         stft_state, ola_state = self.stft.init_state(batch)
         conv_state = torch.zeros(batch, self.dims.state_frames, self.dims.d_model)
         return stft_state, ola_state, conv_state
+
+    @torch.no_grad()
+    def calibration_inputs(self) -> list[tuple[torch.Tensor, ...]]:
+        """(chunk, speaker, *state) batches from real streams, for static int8 scales:
+        speech mixtures chunk by chunk, with the state they produce along the way."""
+        import numpy as np
+
+        if CALIB_FILE.exists():
+            with np.load(CALIB_FILE) as z:
+                mixes = z["mixture"].astype(np.float32) / 32767
+                enrolls = [e[:n].astype(np.float32) / 32767
+                           for e, n in zip(z["enrollment"], z["enrollment_len"])]
+        else:  # installed without the data file: harmonic tones in noise, at speech levels
+            rng = np.random.default_rng(0)
+            t = np.arange(3 * SAMPLE_RATE) / SAMPLE_RATE
+
+            def tone(f0):
+                return sum(np.sin(2 * np.pi * k * f0 * t) / k for k in range(1, 12))
+            mixes = [0.05 * (tone(f) + tone(f * 1.37)) + 0.01 * rng.standard_normal(len(t))
+                     for f in (110.0, 190.0, 260.0)]
+            enrolls = [0.05 * tone(f) for f in (110.0, 190.0, 260.0)]
+        batches = []
+        for mix, enr in zip(mixes, enrolls):
+            emb = self.speaker_encoder(fit_enrollment(torch.from_numpy(
+                np.ascontiguousarray(enr, np.float32)))[None])
+            state = self.init_state(1)
+            x = torch.from_numpy(np.ascontiguousarray(mix, np.float32))[None]
+            for k in range(x.shape[1] // CHUNK):
+                chunk = x[:, k * CHUNK:(k + 1) * CHUNK]
+                if k % CALIB_EVERY == 0:
+                    batches.append((chunk, emb, *state))
+                state = tuple(self(chunk, emb, *state)[1:])
+        return batches
 
     def forward(self, chunk, speaker, stft_state, ola_state, conv_state):
         # chunk (B, 128k); speaker (B, E)
@@ -211,6 +268,22 @@ def metric(est, ref, mixture) -> dict[str, float]:
     return {"si_sdr_db": float(s.mean()), "si_sdri_db": float((s - s0).mean())}
 
 
+def macs_per_chunk(dims: Dims | None = None) -> dict[str, int]:
+    """Multiply-accumulates of one 8 ms chunk through the extractor (FiLM included, as
+    the exported graph recomputes it per chunk), and of one enrollment through the encoder."""
+    d = dims or Dims()
+    f2, win = 2 * N_BINS, CHUNK + LOOKAHEAD
+    stft = 2 * f2 * win  # analysis conv + synthesis conv-transpose
+    blocks = d.n_blocks * (d.kernel * d.d_model + 2 * d.d_model * d.d_hidden)
+    film = d.speaker.emb_dim * d.n_blocks * 2 * d.d_model
+    io = N_BINS * d.d_model + d.d_model * f2 + 4 * N_BINS  # in/out projections + mask
+    sd = d.speaker
+    frames = ENROLL_SAMPLES // CHUNK
+    enc = frames * (f2 * win + sd.kernel * (N_BINS * sd.channels + (sd.layers - 1)
+                                            * sd.channels * sd.channels)) + 2 * sd.channels * sd.emb_dim
+    return {"extractor": stft + blocks + film + io, "speaker_encoder_per_enrollment": enc}
+
+
 def save_weights(model: Extractor, path: str | Path, meta: dict | None = None) -> None:
     """Extractor + speaker encoder in one safetensors file (dims in its metadata), atomically."""
     from safetensors.torch import save_file
@@ -225,12 +298,12 @@ def save_weights(model: Extractor, path: str | Path, meta: dict | None = None) -
     tmp = path.with_name(path.name + ".tmp")
     save_file(tensors, str(tmp), metadata=metadata)
     tmp.replace(path)
+    path.chmod(0o644)  # safetensors creates 0600 files; weights ship in the package
 
 
 def load_weights(path: str | Path, dims: Dims | None = None) -> Extractor:
-    from safetensors import safe_open
-
     from avedge.runtime.errors import AvedgeError
+    from safetensors import safe_open
 
     path = Path(path)
     if not path.is_file():
@@ -238,7 +311,7 @@ def load_weights(path: str | Path, dims: Dims | None = None) -> Extractor:
     try:
         with safe_open(str(path), "pt") as f:
             meta = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not a dict)
     except Exception as exc:  # safetensors raises its own error types
         raise AvedgeError(f"cannot read weights {str(path)!r}: {exc}") from exc
     if meta.get("family", NAME) != NAME:

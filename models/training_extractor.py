@@ -25,7 +25,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from avedge.models import speech_extractor as se
 from avedge.runtime.errors import AvedgeError
 
@@ -105,10 +104,12 @@ class CorpusData:
     def sample(self, phase: int, index: int) -> dict:
         return self.samplers[phase].sample_at(index)
 
-    def eval_set(self, split: str, n: int, holdout_synth=None, seed: int = 1234) -> list[dict]:
+    def eval_set(self, split: str, n: int, holdout_synth=None, seed: int = 1234,
+                 **kw) -> list[dict]:
         from avedge.models.corpus.mixtures import eval_mixtures
 
-        return eval_mixtures(self.bank, split=split, n=n, seed=seed, holdout_synth=holdout_synth)
+        return eval_mixtures(self.bank, split=split, n=n, seed=seed, holdout_synth=holdout_synth,
+                             **kw)
 
     def describe(self) -> dict:
         info = {k: v for k, v in self.bank.info().items() if k != "voices"}
@@ -210,7 +211,6 @@ def train(cfg: TrainConfig, data=None, fresh: bool = False, progress: bool = Tru
             except AvedgeError as exc:
                 log(f"no validation yet: {exc}")
         return val["set"]
-    rng = np.random.default_rng([cfg.seed, state["step"]])
 
     def record(final_eval: dict | None = None) -> dict:
         rec = {"family": se.NAME, "weights": out.name, "dims": asdict(dims),
@@ -302,21 +302,32 @@ def train(cfg: TrainConfig, data=None, fresh: bool = False, progress: bool = Tru
     return rec
 
 
+def eval_sets(data, n: int, holdout_synth: str | None, noise_only: bool = False) -> dict:
+    """The issue #4 conditions (2 talkers at 0 dB SIR, noise at 5 dB SNR; or noise only).
+
+    With a held-out synthesizer the corpus puts all of its voices in "test", and the
+    unseen voices of the other synthesizers in "val": so "heldout_voices" = val (never
+    trained on, never used to pick a checkpoint) and "heldout_synth_<s>" = test.
+    """
+    kw = {"n_interferers": 0} if noise_only else {}
+    if holdout_synth:
+        return {"heldout_voices": data.eval_set("val", n, holdout_synth=holdout_synth, **kw),
+                f"heldout_synth_{holdout_synth}": data.eval_set(
+                    "test", n, holdout_synth=holdout_synth, **kw)}
+    return {"heldout_voices": data.eval_set("test", n, holdout_synth=None, **kw)}
+
+
 def final_eval(cfg: TrainConfig, n: int = 100, data=None) -> dict:
     """Score the weights in cfg.out on the issue #4 eval sets and write them into the record."""
     out, rec_path, _ = cfg.paths()
     data = data or CorpusData(cfg)
     model = se.load_weights(out)
-    res = {}
-    test = data.eval_set("test", n, holdout_synth=None)
-    res["test_heldout_voices"] = evaluate(model, test)
-    for synth in sorted({e["synth"] for e in test}):
-        sub = [e for e in test if e["synth"] == synth]
-        res[f"test_heldout_voices_{synth}"] = evaluate(model, sub)
-    if cfg.holdout_synth:
-        res[f"heldout_synth_{cfg.holdout_synth}"] = evaluate(
-            model, data.eval_set("test", n, holdout_synth=cfg.holdout_synth))
-    res["conditions"] = "2 talkers at 0 dB SIR, noise at 5 dB SNR, 4 s, no augmentation"
+    res = {name: evaluate(model, exs) for name, exs in eval_sets(
+        data, n, cfg.holdout_synth).items()}
+    res.update({f"{name}_noise_only": evaluate(model, exs) for name, exs in eval_sets(
+        data, n, cfg.holdout_synth, noise_only=True).items()})
+    res["conditions"] = ("4 s mixtures, target + 1 interfering talker at 0 dB SIR + noise at "
+                         "5 dB SNR (noise_only: no talker), no augmentation, eager fp32")
     rec = json.loads(rec_path.read_text()) if rec_path.exists() else {}
     rec["eval"] = res
     tmp = rec_path.with_name(rec_path.name + ".tmp")

@@ -20,6 +20,8 @@ COMMANDS = [
     "bench_cmd",
     "demo_cmd",
     "train_cmd",
+    "extract_cmd",
+    "listen_cmd",
     "corpus_cmd",
 ]
 

@@ -6,7 +6,6 @@ from dataclasses import asdict
 import numpy as np
 import pytest
 import torch
-
 from avedge.models import conv_stft
 from avedge.models import speech_extractor as se
 from avedge.models import training_extractor as tr
@@ -155,7 +154,7 @@ class ToneVoices:
     """Stand-in data: a 'voice' is a harmonic tone with its own f0 and spectral tilt,
     gated by random syllable envelopes. Same interface as training_extractor.CorpusData."""
 
-    F0 = [110.0, 140.0, 180.0, 230.0, 290.0, 350.0]
+    F0 = (110.0, 140.0, 180.0, 230.0, 290.0, 350.0)
 
     def __init__(self, seconds=1.0):
         self.n = int(seconds * se.SAMPLE_RATE)
@@ -176,8 +175,13 @@ class ToneVoices:
         return {"mixture": mix, "target": target, "enrollment": self._voice(tv, rng, 24000),
                 "synth": "tone"}
 
-    def eval_set(self, split, n, holdout_synth=None, seed=1234):
-        return [self.sample(0, 10_000 + i) for i in range(n)]
+    def eval_set(self, split, n, holdout_synth=None, seed=1234, n_interferers=1):
+        exs = [self.sample(0, 10_000 + i) for i in range(n)]
+        if n_interferers == 0:  # noise only: the target alone plus a little noise
+            for e in exs:
+                e["mixture"] = e["target"] + 0.05 * np.random.default_rng(0).standard_normal(
+                    len(e["target"])).astype(np.float32)
+        return exs
 
     def describe(self):
         return {"bank": "tone voices (test stand-in)"}
@@ -203,6 +207,18 @@ def test_training_lowers_loss_checkpoints_and_resumes(tmp_path):
     assert saved["steps"] == 24 and saved["corpus"]["bank"].startswith("tone")
     m = se.load_weights(out)
     assert m.dims == TINY
+    ev = tr.final_eval(cfg, n=4, data=data)
+    assert set(ev) >= {"heldout_voices", "heldout_voices_noise_only"}
+    assert json.loads(out.with_suffix(".json").read_text())["eval"]["heldout_voices"]["n"] == 4
+
+
+def test_macs_count_matches_reference_size_budget():
+    d = se.Dims()
+    macs = se.macs_per_chunk(d)
+    # the hearable budget: a few MMAC per 8 ms chunk
+    assert 0.5e6 < macs["extractor"] < 5e6
+    small = se.macs_per_chunk(TINY)["extractor"]
+    assert small < macs["extractor"]
 
 
 def test_lr_schedule_and_curriculum_phases():
