@@ -27,6 +27,10 @@ FRAME = 600  # samples per duration unit (25 ms)
 DUR_OUTPUT = "/encoder/Round_output_0"
 STYLES = ("jf_alpha", "jf_gongitsune", "jf_nezumi", "jf_tebukuro", "jm_kumo")
 MAX_TOKENS = 500
+# Measured: with the durations taken at face value, the audio energy leads the phones by
+# ~2 video frames on every Kokoro voice (piper and espeak: 0-1). The decoder's output is
+# early relative to its duration grid, so phone times are moved earlier by this much.
+LATENCY_S = 0.06
 # espeak-ng (en-us) IPA -> Kokoro/misaki symbols, as in misaki's espeak fallback.
 E2K = {"eɪ": "A", "aɪ": "I", "oʊ": "O", "aʊ": "W", "ɔɪ": "Y", "dʒ": "ʤ", "tʃ": "ʧ",
        "ɜː": "ɜɹ", "ɜ": "ɜɹ", "ɚ": "əɹ", "əl": "ᵊl", "ɐ": "ə", "r": "ɹ", "x": "k", "ç": "k",
@@ -120,8 +124,8 @@ class KokoroSynth:
                 spans.setdefault(o, [ti + 1, ti + 1])[1] = ti + 1  # +1: leading pad token
         for i, (p, _) in enumerate(plain):
             t0, t1 = spans[i]
-            phones.append(Phone(p, edges[t0] * scale / SAMPLE_RATE,
-                                edges[t1 + 1] * scale / SAMPLE_RATE))
+            phones.append(Phone(p, max(0.0, edges[t0] * scale / SAMPLE_RATE - LATENCY_S),
+                                max(0.01, edges[t1 + 1] * scale / SAMPLE_RATE - LATENCY_S)))
         out_words = []
         for wi, name in enumerate(text_words):
             ps = [ph for ph, (_, w_) in zip(phones, plain) if w_ == wi]
