@@ -15,7 +15,6 @@ import time
 
 import numpy as np
 import torch
-
 from avedge.models.corpus import visemes
 from avedge.models.corpus.face import FaceVariation
 from avedge.models.corpus.mixtures import MixtureSampler

@@ -12,7 +12,6 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
-
 from avedge.models.corpus.visemes import FPS, N_DIMS
 from avedge.models.corpus.voicebank import SAMPLE_RATE
 from avedge.runtime.errors import AvedgeError

@@ -18,7 +18,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
-
 from avedge.runtime.errors import AvedgeError
 
 LIP_PERCENTILE = 88  # reddest 12 % of the lower-face box are lips
@@ -108,7 +107,7 @@ class FaceVariation:
     light_y: float = 0.0
 
     @staticmethod
-    def sample(rng: np.random.Generator) -> "FaceVariation":
+    def sample(rng: np.random.Generator) -> FaceVariation:
         return FaceVariation(
             scale=float(rng.uniform(0.9, 1.15)), shift_x=float(rng.uniform(-20, 20)),
             shift_y=float(rng.uniform(-20, 20)), rotation=float(rng.uniform(-0.08, 0.08)),

@@ -18,7 +18,6 @@ loader can shard indices across workers.
 from __future__ import annotations
 
 import numpy as np
-
 from avedge.models.corpus import augment as A
 from avedge.models.corpus.voicebank import BankUtt, VoiceBank, open_bank
 from avedge.models.corpus.voices import SPLITS
@@ -61,8 +60,8 @@ class MixtureSampler:
             raise AvedgeError("enroll_seconds must be <= 5 (issue #3: short enrollment)")
         self.bank: VoiceBank = bank_dir if isinstance(bank_dir, VoiceBank) else open_bank(bank_dir)
         self.split, self.seed = split, seed
-        self.n = int(round(seconds * SAMPLE_RATE))
-        self.n_enroll = int(round(enroll_seconds * SAMPLE_RATE))
+        self.n = round(seconds * SAMPLE_RATE)
+        self.n_enroll = round(enroll_seconds * SAMPLE_RATE)
         self.n_interferers = tuple(n_interferers) if np.ndim(n_interferers) else \
             (int(n_interferers), int(n_interferers))
         self.sir_db = tuple(sir_db) if np.ndim(sir_db) else (sir_db, sir_db)

@@ -14,10 +14,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-
 from avedge.models import face_renderer as FR
-from avedge.models.corpus.face import FaceVariation, Mouth, apply_variation, default_photo, \
-    find_mouth
+from avedge.models.corpus.face import (
+    FaceVariation,
+    Mouth,
+    apply_variation,
+    default_photo,
+    find_mouth,
+)
 
 ROI = 88  # standard lip-reading input: 88x88 grayscale
 ROI_SPAN = 3.6  # ROI side in mouth half-widths: the mouth is ~55 % of the ROI width
@@ -72,7 +76,7 @@ def render_roi(speaker: Speaker, poses: np.ndarray) -> np.ndarray:
     gray = torch.tensor(GRAY).view(1, 3, 1, 1)
     for i in range(0, len(poses), BATCH):
         p = torch.from_numpy(np.ascontiguousarray(poses[i: i + BATCH]))
-        b = len(p)
+        len(p)
         rgb = renderer()(speaker.roi_photo, p, speaker.roi_mouth)  # photo/mouth broadcast
         g = (rgb * gray).sum(1) * 255.0 + 0.5
         out.append(g.clamp(0, 255).to(torch.uint8).numpy())

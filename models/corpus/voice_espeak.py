@@ -16,7 +16,6 @@ import ctypes.util
 import threading
 
 import numpy as np
-
 from avedge.models.corpus.phonemes import Phone, Utterance, Word, clean_phone
 from avedge.runtime.errors import AvedgeError
 
@@ -55,7 +54,7 @@ _CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctype
 class EspeakEngine:
     """One per process (the library keeps global state); calls are serialized by a lock."""
 
-    _instance: "EspeakEngine | None" = None
+    _instance: EspeakEngine | None = None
     _lock = threading.Lock()
 
     def __init__(self):
@@ -79,7 +78,7 @@ class EspeakEngine:
         self._events: list[tuple[int, int, int, int, str]] = []
 
     @classmethod
-    def get(cls) -> "EspeakEngine":
+    def get(cls) -> EspeakEngine:
         with cls._lock:
             if cls._instance is None:
                 cls._instance = EspeakEngine()

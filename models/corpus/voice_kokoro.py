@@ -17,7 +17,6 @@ import os
 import threading
 
 import numpy as np
-
 from avedge.models.corpus.phonemes import Phone, Utterance, Word
 from avedge.models.corpus.voice_espeak import ipa_words
 from avedge.runtime.errors import AvedgeError
@@ -76,7 +75,7 @@ class KokoroSynth:
             self.styles = {k: z[k].astype(np.float32) for k in z.files}  # (510, 1, 256)
 
     @classmethod
-    def get(cls) -> "KokoroSynth":
+    def get(cls) -> KokoroSynth:
         with cls._lock:
             if cls._instance is None:
                 cls._instance = KokoroSynth(int(os.environ.get("AVEDGE_KOKORO_THREADS", "1")))

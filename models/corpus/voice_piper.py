@@ -17,7 +17,6 @@ from __future__ import annotations
 import threading
 
 import numpy as np
-
 from avedge.models.corpus.phonemes import Phone, Utterance, Word, clean_phone
 from avedge.runtime.errors import AvedgeError
 
@@ -30,7 +29,6 @@ def _patch(model_path: str) -> tuple[bytes, dict[str, tuple[int, int]]]:
     """-> (serialized model, {noise input name: (channels, max length)})."""
     import onnx
     from onnx import TensorProto, helper
-
     from piper.patch_voice_with_alignment import add_alignment_output
 
     m = onnx.load(model_path)
@@ -83,7 +81,7 @@ class PiperSynth:
         self.hop = self.voice.config.hop_length
 
     @classmethod
-    def get(cls) -> "PiperSynth":
+    def get(cls) -> PiperSynth:
         with cls._lock:
             if cls._instance is None:
                 cls._instance = PiperSynth()

@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
 from avedge.models.corpus import GENERATOR_VERSION, text
 from avedge.models.corpus.phonemes import Utterance
 from avedge.models.corpus.voices import SYNTHS, Voice, catalogue, split_of
@@ -123,7 +122,7 @@ def build_voice(voice: Voice, n: int, seed: int, out_dir: Path) -> float:
 
 
 def build_bank(out_dir, voices=None, n_per_voice=None, seed: int = 0, synths=SYNTHS,
-               max_voices: dict | None = None, progress=None) -> "VoiceBank":
+               max_voices: dict | None = None, progress=None) -> VoiceBank:
     """Build (or resume) a bank.
 
     voices: list of voice ids, or None for the catalogue of `synths` (optionally capped

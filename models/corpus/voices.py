@@ -34,7 +34,7 @@ class Voice:
     params: tuple  # synth-specific, see module docstring
 
     @staticmethod
-    def parse(vid: str) -> "Voice":
+    def parse(vid: str) -> Voice:
         synth, _, rest = vid.partition(":")
         try:
             if synth == "piper":

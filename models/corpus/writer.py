@@ -24,7 +24,6 @@ import zlib
 from pathlib import Path
 
 import numpy as np
-
 from avedge.models.corpus import GENERATOR_VERSION
 from avedge.models.corpus.face import FaceVariation
 from avedge.models.corpus.render import make_speaker, render_frames, render_roi

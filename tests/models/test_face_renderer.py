@@ -1,7 +1,6 @@
 import numpy as np
 import pytest
 import torch
-
 from avedge.models import face_renderer as FR
 from avedge.models.registry import get_family
 
@@ -17,7 +16,7 @@ def face():
 
 
 def test_mouth_is_found_on_the_astronaut(face):
-    img, m, _ = face
+    _img, m, _ = face
     # The lips of skimage.data.astronaut() are around x 200-248, y 136-152.
     assert 210 < m.cx < 236 and 135 < m.cy < 152, m
     assert 12 < m.half_width < 32 and abs(m.angle) < 0.2

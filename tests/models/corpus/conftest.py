@@ -5,7 +5,6 @@ order until val and test each have two, so every split can form a mixture.
 """
 
 import pytest
-
 from avedge.models.corpus import voicebank
 from avedge.models.corpus.voices import catalogue, split_of
 

@@ -2,7 +2,6 @@ import hashlib
 
 import numpy as np
 import pytest
-
 from avedge.models.corpus import voicebank
 from avedge.models.corpus.mixtures import MixtureSampler, eval_mixtures
 from avedge.models.corpus.voices import catalogue, split_of

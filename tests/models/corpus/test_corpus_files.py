@@ -3,11 +3,11 @@ import json
 
 import numpy as np
 import pytest
-
-from avedge.cli import main as cli
 from avedge.models.corpus import visemes, voicebank, writer
 from avedge.models.corpus.check import check_corpus
 from avedge.models.corpus.voices import split_of
+
+from avedge.cli import main as cli
 
 
 def _lagged_corr(a, b, lag):
