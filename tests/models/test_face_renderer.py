@@ -61,3 +61,21 @@ def test_registered_and_exportable():
     out = ep.module()(*ex)
     assert torch.allclose(out, module(*ex), atol=1e-6)
     assert module.input_names == ("photo", "pose", "mouth") and module.output_names == ("frame",)
+
+
+@pytest.mark.slow
+def test_exports_through_the_cpu_target(tmp_path):
+    """~50 s on the shared 2-core box: lowers to .pte and .onnx; onnxruntime agrees."""
+    import onnxruntime as ort
+
+    from avedge.targets import get_target
+
+    module = FR.build(FR.Dims(height=96, width=96))
+    ex = FR.example_inputs(module)
+    get_target("cpu").export(module, ex, tmp_path / "art", recipe="fp32")
+    files = {p.name for p in (tmp_path / "art").iterdir()}
+    assert {"manifest.json", "model.onnx"} <= files
+    sess = ort.InferenceSession(str(tmp_path / "art" / "model.onnx"))
+    feeds = {i.name: t.numpy() for i, t in zip(sess.get_inputs(), ex)}
+    got = sess.run(None, feeds)[0]
+    np.testing.assert_allclose(got, module(*ex).detach().numpy(), atol=1e-4)
