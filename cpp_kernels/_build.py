@@ -217,7 +217,7 @@ def build_cuda() -> Path:
     if torch.version.cuda is None:
         raise FileNotFoundError("this torch is a CPU build; the CUDA kernels need a CUDA torch")
     h = hashlib.sha256()
-    for src in sorted(CUDA_SRC.glob("*.cu*")):
+    for src in sorted(CUDA_SRC.glob("*.[ch]*")):
         h.update(src.name.encode() + src.read_bytes())
     h.update(_versions().encode() + str(torch.version.cuda).encode())
     out_dir = Path(os.environ.get(CACHE_ENV, DEFAULT_CACHE)) / ("cuda-" + h.hexdigest()[:16])

@@ -1,6 +1,6 @@
 // Instantiates every CUDA kernel for every storage type, so that `nvcc -c kernels.cu`
 // (CI's compile check for sm_87 / sm_90) compiles all the device code without torch.
-#include "kernels.cuh"
+#include "kernels.h"
 
 namespace avedge {
 namespace cuda {

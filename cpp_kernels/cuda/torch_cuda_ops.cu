@@ -9,7 +9,7 @@
 #include <optional>
 #include <tuple>
 
-#include "kernels.cuh"
+#include "kernels.h"
 
 #ifdef AVEDGE_CUDA_COMPILE_CHECK
 // CPU-only torch wheels lack c10/cuda's generated headers, so the CI compile check (which

@@ -1,0 +1,1 @@
+"""CUDA sources of the avedge kernels (a package only so that wheels ship them)."""
