@@ -49,7 +49,11 @@ class TrainConfig:
     warmup: int = 200
     clip: float = 5.0
     seed: int = 0
-    holdout_synth: str | None = "espeak"  # a synthesizer never seen in training
+    # Synthesizers never seen in training. piper has one voice (the most natural, "joe"):
+    # held out, it is the target of the held-out-synthesizer test (eval_sets).
+    holdout_synth: str | None = "piper"
+    natural_share: float = 0.5  # share of training targets from neural (non-espeak) voices
+    speaker_loss: float = 0.3  # weight of the speaker-ID loss on the embedding
     eval_every: int = 250
     eval_n: int = 48
     checkpoint_minutes: float = 5.0
@@ -96,10 +100,24 @@ class CorpusData:
             return False
         self.bank = bank
         self.samplers = [self._sampler(bank, split="train", seed=self.cfg.seed,
-                                       seconds=self.cfg.seconds,
-                                       holdout_synth=self.cfg.holdout_synth, **kw)
-                         for _, kw in CURRICULUM]
+                                       seconds=self.cfg.seconds, **kw) for _, kw in CURRICULUM]
+        voices = weighted_voices(self.samplers[0].voices, self.cfg.holdout_synth,
+                                 self.cfg.natural_share)
+        for smp in self.samplers:
+            smp.voices = voices
         return True
+
+    @property
+    def voice_index(self) -> dict[str, int]:
+        """Every training voice of the catalogue -> class of the speaker-ID loss (fixed
+        even while the bank is still being built)."""
+        if not hasattr(self, "_voice_index"):
+            from avedge.models.corpus.voices import catalogue, split_of
+
+            ids = [v.id for v in catalogue() if split_of(v.id) == "train"
+                   and v.synth != self.cfg.holdout_synth]
+            self._voice_index = {v: i for i, v in enumerate(ids)}
+        return self._voice_index
 
     def sample(self, phase: int, index: int) -> dict:
         return self.samplers[phase].sample_at(index)
@@ -111,20 +129,58 @@ class CorpusData:
         return eval_mixtures(self.bank, split=split, n=n, seed=seed, holdout_synth=holdout_synth,
                              **kw)
 
+    def heldout_synth_set(self, n: int, seed: int = 1234, **kw) -> list[dict]:
+        """Mixtures whose *target* is a voice of the held-out synthesizer, interfering
+        talkers and babble from the test voices of the others, issue #4 conditions."""
+        synth = self.cfg.holdout_synth
+        smp = self._sampler(self.bank, split="test", seed=seed, augment=False,
+                            **{"n_interferers": 1, "sir_db": 0.0, "snr_db": 5.0, **kw})
+        own = [v for v in self.bank.by_voice if v.partition(":")[0] == synth
+               and len(self.bank.by_voice[v]) >= 2]
+        if not own:
+            raise AvedgeError(f"the bank has no {synth!r} voice with 2+ utterances")
+        others = [v for v in smp.voices if v.partition(":")[0] != synth]
+        smp.voices = own * len(others) + others  # about half the draws have an own target
+        out, i = [], 0
+        while len(out) < n:
+            ex = smp.sample_at(i)
+            i += 1
+            if ex["voice"] in own:
+                out.append(ex)
+        return out
+
     def describe(self) -> dict:
         info = {k: v for k, v in self.bank.info().items() if k != "voices"}
-        train_voices = self.samplers[-1].voices
+        train_voices = sorted(set(self.samplers[-1].voices))
+        synth_of = [v.partition(":")[0] for v in self.samplers[-1].voices]
         return {"bank": str(self.bank.root), "bank_info": info,
                 "train_voices": len(train_voices),
+                "target_share": {s: round(synth_of.count(s) / len(synth_of), 3)
+                                 for s in sorted(set(synth_of))},
                 "train_utterances": sum(len(self.bank.by_voice[v]) for v in train_voices),
                 "train_synths": sorted({v.partition(":")[0] for v in train_voices})}
 
 
+def weighted_voices(voices: list[str], exclude_synth: str | None, natural_share: float):
+    """Drop a held-out synthesizer; repeat neural voices so that they are `natural_share`
+    of the targets (espeak has ~20x more voices than the neural synthesizers)."""
+    voices = [v for v in voices if v.partition(":")[0] != exclude_synth]
+    esp = [v for v in voices if v.startswith("espeak:")]
+    nat = [v for v in voices if not v.startswith("espeak:")]
+    if not esp or not nat or not 0 < natural_share < 1:
+        return voices
+    rep = max(1, round(natural_share / (1 - natural_share) * len(esp) / len(nat)))
+    return esp + nat * rep
+
+
 def make_batch(data, cfg: TrainConfig, phase: int, start: int, rng: np.random.Generator):
-    """-> mixture (B, L), target (B, L), enrollment (B, ENROLL_SAMPLES) float32 tensors."""
-    mixes, targets, enrolls = [], [], []
+    """-> mixture (B, L), target (B, L), enrollment (B, ENROLL_SAMPLES) float32 tensors,
+    speaker class (B,) int64 (-1 where unknown)."""
+    mixes, targets, enrolls, labels = [], [], [], []
+    index = getattr(data, "voice_index", {})
     for i in range(cfg.batch):
         ex = data.sample(phase, start + i)
+        labels.append(index.get(ex.get("voice"), -1))
         g = 10 ** (rng.uniform(*GAIN_DB) / 20)
         mixes.append(np.clip(ex["mixture"] * g, -1.0, 1.0))
         targets.append(ex["target"] * g)
@@ -138,7 +194,7 @@ def make_batch(data, cfg: TrainConfig, phase: int, start: int, rng: np.random.Ge
     n = min(len(m) for m in mixes) // se.CHUNK * se.CHUNK
     mix = torch.from_numpy(np.stack([m[:n] for m in mixes]).astype(np.float32))
     tgt = torch.from_numpy(np.stack([t[:n] for t in targets]).astype(np.float32))
-    return mix, tgt, torch.stack(enrolls)
+    return mix, tgt, torch.stack(enrolls), torch.tensor(labels, dtype=torch.int64)
 
 
 # ----------------------------------------------------------------------------- eval
@@ -167,10 +223,11 @@ def evaluate(model: se.Extractor, examples: list[dict], batch: int = 16) -> dict
 
 # ----------------------------------------------------------------------------- loop
 
-def _save(model, opt, state: dict, cfg: TrainConfig, record: dict) -> None:
+def _save(model, spk_head, opt, state: dict, cfg: TrainConfig, record: dict) -> None:
     out, rec_path, ckpt = cfg.paths()
     tmp = ckpt.with_name(ckpt.name + ".tmp")
     torch.save({"model": model.state_dict(), "encoder": model.speaker_encoder.state_dict(),
+                "spk_head": spk_head.state_dict(),
                 "opt": opt.state_dict(), "state": state, "config": asdict(cfg)}, tmp)
     tmp.replace(ckpt)
     se.save_weights(model, out, meta={"steps": state["step"]})
@@ -189,13 +246,18 @@ def train(cfg: TrainConfig, data=None, fresh: bool = False, progress: bool = Tru
     torch.manual_seed(cfg.seed)
     model = se.Extractor(dims)
     enc = model.speaker_encoder
-    params = list(model.parameters()) + list(enc.parameters())
+    n_classes = len(getattr(data, "voice_index", {}))
+    # Speaker-ID head on the embedding (cosine logits): trains the encoder to tell voices
+    # apart from the first step, instead of only through the extraction loss.
+    spk_head = torch.nn.Linear(dims.speaker.emb_dim, max(1, n_classes), bias=False)
+    params = list(model.parameters()) + list(enc.parameters()) + list(spk_head.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     state = {"step": 0, "samples": 0, "train_seconds": 0.0, "history": [], "sessions": 0}
     if ckpt_path.exists() and not fresh:
         ck = torch.load(ckpt_path, weights_only=False)
         model.load_state_dict(ck["model"])
         enc.load_state_dict(ck["encoder"])
+        spk_head.load_state_dict(ck["spk_head"])
         opt.load_state_dict(ck["opt"])
         state = ck["state"]
         if se.Dims.from_json(ck["config"]["dims"]) != dims:
@@ -207,7 +269,7 @@ def train(cfg: TrainConfig, data=None, fresh: bool = False, progress: bool = Tru
     def val_set():  # built on first use: a bank still being built may lack val voices yet
         if val["set"] is None:
             try:
-                val["set"] = data.eval_set("val", cfg.eval_n, holdout_synth=cfg.holdout_synth)
+                val["set"] = data.eval_set("val", cfg.eval_n, holdout_synth=None)
             except AvedgeError as exc:
                 log(f"no validation yet: {exc}")
         return val["set"]
@@ -257,15 +319,22 @@ def train(cfg: TrainConfig, data=None, fresh: bool = False, progress: bool = Tru
                 log(f"time budget of {cfg.minutes} min reached")
                 break
             step = state["step"]
-            mix, tgt, enr = pending.result()
+            mix, tgt, enr, labels = pending.result()
             pending = fetch(step + 1)
             t0 = time.time()
             model.train()
             enc.train()
             for g in opt.param_groups:
                 g["lr"] = lr_at(cfg, step)
-            est = se.extract(model, mix, enc(enr))
+            emb = enc(enr)
+            est = se.extract(model, mix, emb)
             loss = -se.si_sdr(est, tgt).clamp(max=40.0).mean()
+            known = labels >= 0
+            if cfg.speaker_loss > 0 and n_classes and bool(known.any()):
+                logits = 10.0 * emb[known] @ torch.nn.functional.normalize(
+                    spk_head.weight, dim=1).T
+                loss = loss + cfg.speaker_loss * torch.nn.functional.cross_entropy(
+                    logits, labels[known])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             gnorm = float(torch.nn.utils.clip_grad_norm_(params, cfg.clip))
@@ -286,7 +355,7 @@ def train(cfg: TrainConfig, data=None, fresh: bool = False, progress: bool = Tru
                     state["train_seconds"] / 60, 1)})
                 log(f"step {state['step']}: val SI-SDRi {ev['si_sdri_db']:.2f} dB")
             if time.time() - t_ckpt > cfg.checkpoint_minutes * 60:
-                _save(model, opt, state, cfg, record())
+                _save(model, spk_head, opt, state, cfg, record())
                 t_ckpt = time.time()
                 if hasattr(data, "refresh") and data.refresh():
                     log(f"corpus grew: {data.describe()['train_voices']} training voices")
@@ -297,24 +366,24 @@ def train(cfg: TrainConfig, data=None, fresh: bool = False, progress: bool = Tru
         for s, h in old_handlers.items():
             signal.signal(s, h)
     rec = record()
-    _save(model, opt, state, cfg, rec)
+    _save(model, spk_head, opt, state, cfg, rec)
     log(f"saved {out} and {ckpt_path} at step {state['step']}")
     return rec
 
 
 def eval_sets(data, n: int, holdout_synth: str | None, noise_only: bool = False) -> dict:
-    """The issue #4 conditions (2 talkers at 0 dB SIR, noise at 5 dB SNR; or noise only).
-
-    With a held-out synthesizer the corpus puts all of its voices in "test", and the
-    unseen voices of the other synthesizers in "val": so "heldout_voices" = val (never
-    trained on, never used to pick a checkpoint) and "heldout_synth_<s>" = test.
-    """
+    """The issue #4 conditions (2 talkers at 0 dB SIR, noise at 5 dB SNR; or noise only):
+    "heldout_voices" = the corpus test split (voices never trained on), also per
+    synthesizer; "heldout_synth_<s>" = targets from the synthesizer kept out of training
+    (interferers from the test voices)."""
     kw = {"n_interferers": 0} if noise_only else {}
-    if holdout_synth:
-        return {"heldout_voices": data.eval_set("val", n, holdout_synth=holdout_synth, **kw),
-                f"heldout_synth_{holdout_synth}": data.eval_set(
-                    "test", n, holdout_synth=holdout_synth, **kw)}
-    return {"heldout_voices": data.eval_set("test", n, holdout_synth=None, **kw)}
+    test = data.eval_set("test", n, holdout_synth=None, **kw)
+    sets = {"heldout_voices": test}
+    for synth in sorted({e.get("synth", "?") for e in test}):
+        sets[f"heldout_voices_{synth}"] = [e for e in test if e.get("synth", "?") == synth]
+    if holdout_synth and hasattr(data, "heldout_synth_set"):
+        sets[f"heldout_synth_{holdout_synth}"] = data.heldout_synth_set(n, **kw)
+    return sets
 
 
 def final_eval(cfg: TrainConfig, n: int = 100, data=None) -> dict:
