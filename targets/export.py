@@ -92,7 +92,7 @@ def export(target, module, example_inputs, out_dir, recipe: str | None = None, *
             "stream": sig.stream,
             "token_rates": getattr(module, "token_rates", None),
             "parameters": sum(p.numel() for p in module.parameters()),
-            "budgets": budget_report(target, files),
+            "budgets": budget_report(target, files, extra_keys.get("npu_estimate")),
             "versions": versions(),
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "metric": metric,
@@ -178,18 +178,44 @@ def check_parity(manifest: dict) -> None:
                               f"the model uses an op the lowering gets wrong")
 
 
-def budget_report(target, files: dict) -> dict:
+def budget_report(target, files: dict, npu_estimate: dict | None = None) -> dict:
     b = target.budgets
     model_bytes = max((r["bytes"] for r in files.values() if r["format"] in FORMAT_LOWERERS),
                       default=0)
     report = {"chunk_latency_ms": b.chunk_latency_ms, "ram_mb": b.ram_mb,
               "weights_mb": b.weights_mb, "model_file_mb": round(model_bytes / 2**20, 4)}
     report["weights_ok"] = b.weights_mb is None or report["model_file_mb"] <= b.weights_mb
+    if b.sram_kib is not None or b.flash_kib is not None:
+        # Microcontroller budgets: Vela's SRAM/flash figures where there is an NPU
+        # estimate, else (CMSIS-NN) the model file itself must fit the flash.
+        est = npu_estimate or {}
+        report.update({"sram_kib": b.sram_kib, "flash_kib": b.flash_kib,
+                       "used_sram_kib": est.get("sram_kib"),
+                       "used_flash_kib": est.get("flash_kib",
+                                                 round(model_bytes / 1024, 3))})
+        report["sram_ok"] = (b.sram_kib is None or report["used_sram_kib"] is None
+                             or report["used_sram_kib"] <= b.sram_kib)
+        report["flash_ok"] = b.flash_kib is None or report["used_flash_kib"] <= b.flash_kib
+        if est and b.chunk_latency_ms is not None:
+            report["estimated_chunk_ms"] = est["inference_ms_at_clock"]
+            report["latency_ok"] = est["inference_ms_at_clock"] <= b.chunk_latency_ms
     return report
 
 
 def check_budgets(manifest: dict, allow_over_budget: bool) -> None:
     b = manifest["budgets"]
+    for mem in ("sram", "flash"):
+        if b.get(f"{mem}_ok") is False and not allow_over_budget:
+            est = manifest.get("npu_estimate") or {}
+            raise AvedgeError(
+                f"the model needs {b[f'used_{mem}_kib']:.1f} KiB of {mem.upper()}, over the "
+                f"{manifest['target']} budget of {b[f'{mem}_kib']:g} KiB (SRAM "
+                f"{b.get('used_sram_kib')} KiB / {b.get('sram_kib')}, flash "
+                f"{b.get('used_flash_kib')} KiB / {b.get('flash_kib')}"
+                + (f"; {est['cycles_per_inference']} cycles = "
+                   f"{est['inference_ms_at_clock']:.3f} ms at {est['clock_mhz']:g} MHz"
+                   if est else "")
+                + "); shrink or compress the model, or pass --allow-over-budget")
     if not b["weights_ok"] and not allow_over_budget:
         raise AvedgeError(f"the model file is {b['model_file_mb']:.2f} MB, over the "
                           f"{manifest['target']} weights budget of {b['weights_mb']} MB; compress "

@@ -59,4 +59,17 @@ def _pt2(job: LoweringJob) -> Lowered:
     return Lowered({"model.pt2": "pt2", "weights.safetensors": "safetensors"})
 
 
-FORMAT_LOWERERS = {"pte": _pte, "onnx": _onnx, "pt2": _pt2}
+def _pte_ethos_u(job: LoweringJob) -> Lowered:
+    from avedge.targets.lower_arm import lower_ethos_u
+
+    return lower_ethos_u(job)
+
+
+def _pte_cortex_m(job: LoweringJob) -> Lowered:
+    from avedge.targets.lower_arm import lower_cortex_m
+
+    return lower_cortex_m(job)
+
+
+FORMAT_LOWERERS = {"pte": _pte, "onnx": _onnx, "pt2": _pt2,
+                   "pte-ethos-u": _pte_ethos_u, "pte-cortex-m": _pte_cortex_m}

@@ -31,4 +31,4 @@ def list_targets() -> list[Target]:
 
 def _load_families() -> None:
     # Importing a family file registers its boards.
-    from avedge.targets import cpu, gpu, hearable, jetson  # noqa: F401
+    from avedge.targets import arm, cpu, gpu, hearable, jetson  # noqa: F401

@@ -18,6 +18,10 @@ BACKEND_FORMATS = {
     "onnxruntime-tensorrt": "onnx",
     "torch": "pt2",
     "torch-cuda": "pt2",
+    # Arm microcontrollers: a .pte for the Ethos-U delegate / CMSIS-NN kernels, which
+    # the host's ExecuTorch runtime cannot load (targets/arm.py).
+    "ethos-u": "pte-ethos-u",
+    "cortex-m": "pte-cortex-m",
 }
 
 

@@ -36,6 +36,15 @@ def run(args) -> int:
         print(f"  stream: chunk {s['chunk_samples']} samples, lookahead "
               f"{s['lookahead_samples']}, sample rate {s['sample_rate']}, "
               f"{len(s['state'])} state tensors, conditions {s['conditions'] or 'none'}")
+    if m.get("npu_estimate"):
+        from avedge.targets.vela_report import format_estimate
+
+        for line in format_estimate(m["npu_estimate"]):
+            print(f"  npu: {line}")
+    if m.get("tosa_check"):
+        t = m["tosa_check"]
+        print(f"  tosa check: max {t['max_lsb_diff']} LSB vs the fake-quant model over "
+              f"{t['batches']} inputs ({'ok' if t['ok'] else 'FAILED'}, limit {t['lsb_limit']})")
     for fmt, p in m.get("parity", {}).items():
         print(f"  parity {fmt} on {p['backend']}: max abs err {p['max_abs_err']:.2e}")
     print(f"  parameters: {m.get('parameters')}; versions: "

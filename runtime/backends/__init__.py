@@ -15,6 +15,9 @@ _BACKENDS = {
     "onnxruntime-tensorrt": ("onnxruntime_backend", "OrtTensorrtBackend"),
     "torch": ("torch_backend", "TorchCpuBackend"),
     "torch-cuda": ("torch_backend", "TorchCudaBackend"),
+    # Arm microcontrollers: artifacts name them, the host never runs them.
+    "ethos-u": ("arm_backend", "EthosUBackend"),
+    "cortex-m": ("arm_backend", "CortexMBackend"),
 }
 
 BACKEND_NAMES = tuple(_BACKENDS)
