@@ -27,11 +27,22 @@ class TorchCpuBackend(Backend):
         self._torch = torch
         if threads:
             torch.set_num_threads(int(threads))
+        if manifest.get("custom_ops"):
+            self._register_custom_ops(manifest["custom_ops"])
         try:
             program = torch.export.load(io.BytesIO(model_bytes))
         except Exception as exc:  # torch raises several types for a bad archive
             raise ArtifactError(f"torch could not load the exported program: {exc}") from exc
         self._module = program.module().to(self.device)
+
+    def _register_custom_ops(self, ops: list[str]) -> None:
+        """A program with avedge ops needs their schemas and kernels before it loads."""
+        try:
+            import avedge.cpp_kernels as kernels
+        except ImportError as exc:
+            raise ArtifactError(f"this program uses custom ops {ops}, but avedge.cpp_kernels "
+                                f"is not importable ({exc})") from exc
+        kernels.ensure_cuda_loaded() if self.device == "cuda" else kernels.ensure_loaded()
 
     def run(self, inputs):
         torch = self._torch
