@@ -92,3 +92,18 @@ def split_of(vid: str, holdout_synth: str | None = None) -> str:
     if holdout_synth is not None and split == "test":
         return "val"  # the held-out synthesizer is the whole test set
     return split
+
+
+def small_bank_voices(per_split: dict | None = None, synth: str = "espeak") -> list[str]:
+    """A few voices of `synth` spread so each split has enough to form mixtures (target +
+    interferer + babble), fastest first: for demos and test fixtures, not training."""
+    per_split = per_split or {"train": 3, "val": 2, "test": 2}
+    chosen, count = [], dict.fromkeys(per_split, 0)
+    for v in catalogue((synth,)):
+        s = split_of(v.id)
+        if count.get(s, 0) < per_split.get(s, 0):
+            chosen.append(v.id)
+            count[s] += 1
+        if count == per_split:
+            break
+    return chosen

@@ -6,21 +6,13 @@ order until val and test each have two, so every split can form a mixture.
 
 import pytest
 from avedge.models.corpus import voicebank
-from avedge.models.corpus.voices import catalogue, split_of
+from avedge.models.corpus.voices import small_bank_voices
 
 N_PER_VOICE = {"piper": 3, "kokoro": 2, "espeak": 3}
 
 
 def tiny_voices() -> list[str]:
-    chosen, per_split = [], {"train": 0, "val": 0, "test": 0}
-    for v in catalogue(("espeak",)):
-        s = split_of(v.id)
-        if per_split[s] < (3 if s == "train" else 2):
-            chosen.append(v.id)
-            per_split[s] += 1
-        if all(n >= (3 if s == "train" else 2) for s, n in per_split.items()):
-            break
-    return ["piper:joe", "kokoro:jf_alpha+jm_kumo@0.5"] + chosen
+    return ["piper:joe", "kokoro:jf_alpha+jm_kumo@0.5"] + small_bank_voices()
 
 
 @pytest.fixture(scope="session")
