@@ -41,9 +41,11 @@ class Conv1dAs2d(nn.Module):
             self.conv.weight.copy_(conv.weight[:, :, None, :])
             if conv.bias is not None:
                 self.conv.bias.copy_(conv.bias)
+        self.conv.to(memory_format=torch.channels_last)
 
     def forward(self, x):  # (B, C, T) -> (B, C', T')
-        return self.conv(x[:, :, None, :])[:, :, 0, :]
+        x4 = x[:, :, None, :].contiguous(memory_format=torch.channels_last)
+        return self.conv(x4)[:, :, 0, :]
 
 
 def _replace(module: nn.Module, match, make) -> list[str]:

@@ -215,3 +215,17 @@ def test_rewrites_compute_the_same_function():
     assert done2 == ["0: Conv1d -> Conv2d (B, C, 1, T)"]
     xin = torch.randn(1, 3, 20)
     np.testing.assert_allclose(m2(xin).detach(), convs(xin).detach(), atol=1e-6)
+
+
+@needs_arm
+def test_cortex_m55_maps_convs_to_cmsis_nn_and_cannot_run_here(tmp_path, capsys):
+    art = get_target("cortex-m55").export(Speechy(), example(), tmp_path / "m55")
+    cm = art.manifest["cortex_m"]
+    assert cm["cmsis_nn_ops"].get("cortex_m.quantized_conv2d.default") == 2
+    assert not any("convolution" in op for op in cm["portable_ops"])
+    assert art.manifest["files"]["model.pte"]["format"] == "pte-cortex-m"
+    assert art.manifest["budgets"]["flash_ok"] and "npu_estimate" not in art.manifest
+    with pytest.raises(BackendUnavailableError, match="host cannot run Cortex-M"):
+        load(art.path)
+    assert main(["bench", str(art.path)]) != 0
+    assert "no cycle estimate" in capsys.readouterr().err

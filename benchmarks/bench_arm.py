@@ -1,0 +1,128 @@
+"""The speech extractor on the Arm NPU targets: Vela's estimate and the fake-quant accuracy.
+
+For each target (and activation scheme) this exports the shipped speech extractor
+(hearable-npu: Ethos-U55-128 at 160 MHz; ethos-u85: U85-128 at 200 MHz), prints the
+manifest's Vela figures (cycles per 8 ms chunk, ms at the clock, SRAM/flash KiB, NPU
+op share) and the TOSA reference check, then measures SI-SDRi of the fake-quant model
+(the model as the NPU computes it, simulated in PyTorch, streamed chunk by chunk)
+against fp32 on the corpus `eval_mixtures` (held-out voices, 0 dB SIR, 5 dB SNR).
+
+    python benchmarks/bench_arm.py --targets hearable-npu ethos-u85 --n-eval 8
+
+Cycle figures are Vela's compiler estimates, not measurements on silicon.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def stream_extract(step, model, mixture: torch.Tensor, speaker: torch.Tensor) -> torch.Tensor:
+    """Whole-utterance extraction through a one-chunk graph `step`, aligned like
+    `speech_extractor.extract`: (1, L) -> (1, L)."""
+    from avedge.models import speech_extractor as se
+
+    length = mixture.shape[1]
+    n = -(-(length + se.LOOKAHEAD) // se.CHUNK) * se.CHUNK
+    padded = torch.nn.functional.pad(mixture, (0, n - length))
+    state = model.init_state(1)
+    outs = []
+    with torch.no_grad():
+        for k in range(n // se.CHUNK):
+            out, *state = step(padded[:, k * se.CHUNK:(k + 1) * se.CHUNK], speaker, *state)
+            outs.append(out)
+    return torch.cat(outs, dim=1)[:, se.LOOKAHEAD: se.LOOKAHEAD + length]
+
+
+def si_sdri(step, model, examples) -> float:
+    from avedge.models import speech_extractor as se
+
+    gains = []
+    for e in examples:
+        mix = torch.from_numpy(np.asarray(e["mixture"], np.float32))[None]
+        tgt = torch.from_numpy(np.asarray(e["target"], np.float32))[None]
+        enr = se.fit_enrollment(torch.from_numpy(np.asarray(e["enrollment"], np.float32)))
+        with torch.no_grad():
+            emb = model.speaker_encoder(enr[None])
+        est = step(mix, emb) if step is not None else stream_extract(model, model, mix, emb)
+        gains.append(float(se.si_sdr(est, tgt) - se.si_sdr(mix, tgt)))
+    return float(np.mean(gains))
+
+
+def run(target_name: str, activations: str, model, examples, out_root: Path) -> dict:
+    from avedge.models import speech_extractor as se
+    from avedge.quantize import Int8StaticConfig
+    from avedge.targets import get_target
+    from avedge.targets.lower_arm import quantize_for_ethos_u
+
+    target = get_target(target_name)
+    if activations != "a8w8":  # same board, int16 activations
+        target = dataclasses.replace(target, precision=activations)
+    example = se.example_inputs(model)
+    t0 = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        art = target.export(model, example, out_root / f"{target_name}-{activations}",
+                            family=se.NAME, allow_over_budget=True)
+    export_s = time.perf_counter() - t0
+    fallbacks = [str(w.message) for w in caught if "cannot take" in str(w.message)]
+    m = art.manifest
+    est = m["npu_estimate"]
+    fq, _, _, _ = quantize_for_ethos_u(model, example, target, Int8StaticConfig(),
+                                       activations=activations)
+    fq_db = si_sdri(lambda mix, emb: stream_extract(fq, model, mix, emb), model, examples)
+    return {
+        "target": target_name, "activations": activations, "npu": target.npu,
+        "clock_mhz": est["clock_mhz"], "cycles_per_chunk": est["cycles_per_inference"],
+        "ms_per_chunk_at_clock": est["inference_ms_at_clock"],
+        "sram_kib": est["sram_kib"], "flash_kib": est["flash_kib"],
+        "npu_op_share": est["npu_op_share"], "npu_ops": est["npu_ops"],
+        "ops_on_cpu": est["ops_on_cpu"], "rewrites": est["rewrites"],
+        "macs": est["macs"], "tosa_max_lsb_diff": m["tosa_check"]["max_lsb_diff"],
+        "budgets": m["budgets"], "fake_quant_si_sdri_db": round(fq_db, 3),
+        "fallback_warnings": fallbacks, "export_s": round(export_s, 1),
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--targets", nargs="+", default=["hearable-npu", "ethos-u85"])
+    p.add_argument("--activations", nargs="+", default=["a8w8"],
+                   choices=["a8w8", "a16w8"])
+    p.add_argument("--n-eval", type=int, default=8)
+    p.add_argument("--bank", default=str(Path.home() / ".cache/avedge/voicebank"))
+    p.add_argument("--json", help="write the results here as well")
+    args = p.parse_args()
+
+    from avedge.models import speech_extractor as se
+    from avedge.models.corpus.mixtures import eval_mixtures
+
+    torch.set_num_threads(1)
+    model = se.build()  # the shipped weights
+    examples = eval_mixtures(args.bank, "test", n=args.n_eval)
+    fp32 = si_sdri(lambda mix, emb: se.extract(model, mix, emb), model, examples)
+    results = {"weights": str(se.WEIGHTS_FILE), "n_eval": len(examples),
+               "fp32_si_sdri_db": round(fp32, 3), "runs": []}
+    print(f"fp32 SI-SDRi over {len(examples)} eval mixtures: {fp32:.3f} dB", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.targets:
+            for act in args.activations:
+                r = run(name, act, model, examples, Path(tmp))
+                r["delta_db"] = round(r["fake_quant_si_sdri_db"] - fp32, 3)
+                results["runs"].append(r)
+                print(json.dumps({k: v for k, v in r.items() if k != "budgets"}), flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
