@@ -76,7 +76,6 @@ def render_roi(speaker: Speaker, poses: np.ndarray) -> np.ndarray:
     gray = torch.tensor(GRAY).view(1, 3, 1, 1)
     for i in range(0, len(poses), BATCH):
         p = torch.from_numpy(np.ascontiguousarray(poses[i: i + BATCH]))
-        len(p)
         rgb = renderer()(speaker.roi_photo, p, speaker.roi_mouth)  # photo/mouth broadcast
         g = (rgb * gray).sum(1) * 255.0 + 0.5
         out.append(g.clamp(0, 255).to(torch.uint8).numpy())
