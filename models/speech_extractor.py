@@ -191,16 +191,18 @@ class Extractor(nn.Module):
 
     def forward(self, chunk, speaker, stft_state, ola_state, conv_state):
         # chunk (B, 128k); speaker (B, E)
-        b, d = chunk.shape[0], self.dims.d_model
+        d = self.dims.d_model
         spec, stft_state = self.stft.analyze(chunk, stft_state)  # (B, 2F, T)
         re, im = spec[:, :N_BINS], spec[:, N_BINS:]  # (B, F, T)
         logp = torch.log(re * re + im * im + LOG_EPS).transpose(1, 2)  # (B, T, F)
         x = self.in_proj(logp * FEATURE_SCALE)  # (B, T, D)
-        film = self.film(speaker).reshape(b, len(self.blocks), 2, 1, d)  # (B, N, 2, 1, D)
+        film = self.film(speaker[:, None, :])  # (B, 1, N*2*D): [gamma_0, beta_0, gamma_1, ...]
         states = torch.split(conv_state, self._contexts, dim=1)
         new_states = []
         for i, blk in enumerate(self.blocks):
-            x, s = blk(x, states[i], 1.0 + film[:, i, 0], film[:, i, 1])
+            gamma = 1.0 + film[:, :, 2 * i * d:(2 * i + 1) * d]  # (B, 1, D)
+            beta = film[:, :, (2 * i + 1) * d:(2 * i + 2) * d]
+            x, s = blk(x, states[i], gamma, beta)
             new_states.append(s)
         m = torch.tanh(self.out_proj(self.out_norm(x))).transpose(1, 2)  # (B, 2F, T)
         mr, mi = m[:, :N_BINS], m[:, N_BINS:]
