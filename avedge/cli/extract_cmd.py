@@ -61,14 +61,17 @@ def default_artifact(target: str = "cpu", weights: str | None = None) -> Path:
 
 
 def export_family(target: str, out, weights: str | None = None, recipe: str | None = None):
-    """Both graphs of the family into one composite artifact. The run-once speaker
-    encoder stays fp32; the per-chunk extractor takes the target's recipe."""
+    """Both graphs of the family into one composite artifact, each with the recipe the
+    family picks for the target's precision (se.component_recipes), unless `recipe`."""
     from avedge.models import speech_extractor as se
-    from avedge.targets import export_pipeline
+    from avedge.targets import export_pipeline, get_target
 
     model = se.build(weights=weights)
+    recipes = se.component_recipes(get_target(target).precision)
+    if recipe is not None:
+        recipes = {"speaker_encoder": "fp32", "extractor": recipe}
     return export_pipeline(target, se.components(model), out, recipe=recipe, family=FAMILY,
-                           recipes={"speaker_encoder": "fp32"},
+                           recipes=recipes,
                            extra={"algorithmic_latency_ms": (se.CHUNK + se.LOOKAHEAD)
                                   / se.SAMPLE_RATE * 1000})
 
