@@ -6,6 +6,11 @@ depthwise-conv blocks over frames, each modulated (FiLM) by a speaker embedding,
 and a bounded complex ratio mask. The embedding comes once per enrollment from
 `SpeakerEncoder` (models/speaker_encoder.py).
 
+Training (models/training_extractor.py, `avedge train speech-extractor`): corpus
+mixtures of neural (Kokoro) and espeak-ng voices, half the targets each, augmented;
+piper's voice is held out as the unseen-synthesizer test. The shipped weights and
+their record (steps, time, scores) are models/weights/speech_extractor.{safetensors,json}.
+
 One graph serves streaming and whole-utterance use: `forward` takes any multiple of
 CHUNK samples plus explicit state, so feeding chunks one by one equals feeding the
 whole clip (tests/models/test_speech_extractor.py). Output lags input by LOOKAHEAD.
