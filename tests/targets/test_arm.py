@@ -229,3 +229,26 @@ def test_cortex_m55_maps_convs_to_cmsis_nn_and_cannot_run_here(tmp_path, capsys)
         load(art.path)
     assert main(["bench", str(art.path)]) != 0
     assert "no cycle estimate" in capsys.readouterr().err
+
+
+def test_hoisted_film_is_the_same_function_and_drops_the_weights():
+    from avedge.models import speech_extractor as se
+    from avedge.targets.npu_rewrites import HoistedCondition
+    from avedge.targets.signature import describe
+
+    model = se.build(se.Dims(d_model=16, d_hidden=32, n_blocks=2))
+    nn.init.normal_(model.film.weight, std=0.1)  # trained FiLM is not zero
+    hoisted = HoistedCondition(model, "film")
+    example = se.example_inputs(model)
+    h_example = hoisted.example_inputs(example)
+    assert h_example[1].shape == (1, 2 * 2 * 16)  # (B, blocks * (gamma, beta) * D)
+    for a, b in zip(model(*example), hoisted(*h_example)):
+        torch.testing.assert_close(a, b)
+    enroll = torch.randn(1, se.ENROLL_SAMPLES) * 0.1
+    torch.testing.assert_close(hoisted.producer(model.speaker_encoder)(enroll),
+                               model.film(model.speaker_encoder(enroll)))
+    dropped = sum(p.numel() for p in model.film.parameters())
+    assert sum(p.numel() for p in hoisted.parameters()) == (
+        sum(p.numel() for p in model.parameters()) - dropped)
+    sig = describe(hoisted, h_example)  # the streaming contract survives the wrapper
+    assert sig.stream["chunk_samples"] == se.CHUNK and len(sig.stream["state"]) == 3
