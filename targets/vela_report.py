@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import io
 import os
 import shutil
 import sys
@@ -52,16 +53,18 @@ def captured_stdout():
     box: list[str] = []
     sys.stdout.flush()
     saved = os.dup(1)
+    text = io.StringIO()  # Python-level prints (Vela), wherever sys.stdout points
     with tempfile.TemporaryFile() as tmp:
-        os.dup2(tmp.fileno(), 1)
+        os.dup2(tmp.fileno(), 1)  # native prints (the TOSA reference model)
         try:
-            yield box
+            with contextlib.redirect_stdout(text):
+                yield box
         finally:
             sys.stdout.flush()
             os.dup2(saved, 1)
             os.close(saved)
             tmp.seek(0)
-            box.append(tmp.read().decode(errors="replace"))
+            box.append(text.getvalue() + tmp.read().decode(errors="replace"))
 
 
 def read_summary(path: Path) -> dict:

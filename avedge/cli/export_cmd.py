@@ -49,4 +49,14 @@ def run(args) -> int:
         print(f"wrote {args.out}: {m['family']} for {m['target']} ({m['recipe']})\n"
               f"  files: {files}\n  parity vs eager (max abs err): {parity}\n"
               f"  compute ops in int8: {quant}")
+        if m.get("npu_estimate"):  # Arm NPU targets: Vela's figures, labelled
+            from avedge.targets.vela_report import format_estimate
+
+            for line in format_estimate(m["npu_estimate"]):
+                print(f"  npu: {line}")
+            b = m["budgets"]
+            print(f"  budgets: {b['estimated_chunk_ms']:.3f} / {b['chunk_latency_ms']:g} ms "
+                  f"per chunk, SRAM {b['used_sram_kib']:.0f} / {b['sram_kib']:g} KiB, flash "
+                  f"{b['used_flash_kib']:.0f} / {b['flash_kib']:g} KiB; TOSA check max "
+                  f"{m['tosa_check']['max_lsb_diff']} LSB")
     return 0

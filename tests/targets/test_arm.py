@@ -52,6 +52,10 @@ def example():
     return Speechy().calibration_inputs()[0]
 
 
+def speechy_factory():  # for `avedge export test_arm:speechy_factory`
+    return Speechy(), example()
+
+
 @pytest.fixture(scope="module")
 def npu_art(tmp_path_factory):
     if MISSING:
@@ -252,3 +256,15 @@ def test_hoisted_film_is_the_same_function_and_drops_the_weights():
         sum(p.numel() for p in model.parameters()) - dropped)
     sig = describe(hoisted, h_example)  # the streaming contract survives the wrapper
     assert sig.stream["chunk_samples"] == se.CHUNK and len(sig.stream["state"]) == 3
+
+
+@needs_arm
+def test_cli_export_prints_the_npu_figures(tmp_path, capsys):
+    out = tmp_path / "cli"
+    assert main(["export", "test_arm:speechy_factory", "--target", "hearable-npu",
+                 "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "npu: Ethos_U55_128 at 160 MHz" in text and "estimate (Vela)" in text
+    assert "/ 1 ms per chunk" in text and "TOSA check max" in text
+    assert "Network summary" not in text  # Vela's own report stays out of the output
+    assert (out / "vela_per_layer.csv").is_file()
