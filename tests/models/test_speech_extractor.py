@@ -226,3 +226,18 @@ def test_lr_schedule_and_curriculum_phases():
     assert tr.lr_at(cfg, 0) < tr.lr_at(cfg, 99) <= 1e-3
     assert tr.lr_at(cfg, 999) < 0.1e-3
     assert [tr.phase_at(cfg, s) for s in (0, 149, 150, 399, 400, 999)] == [0, 0, 1, 1, 2, 2]
+
+
+def test_calibration_inputs_are_real_stream_states():
+    m = tiny_model()
+    batches = m.calibration_inputs()
+    ex = se.example_inputs(m)
+    assert len(batches) > 30
+    assert all([t.shape for t in b] == [t.shape for t in ex] for b in batches)
+    assert float(batches[-1][4].abs().max()) > 0  # conv state filled by the stream so far
+    assert float(torch.stack([b[0].abs().max() for b in batches]).max()) > 0.01  # speech
+
+
+def test_component_recipes_follow_precision():
+    assert se.component_recipes("int8") == {"speaker_encoder": "fp32", "extractor": "int8"}
+    assert se.component_recipes("fp32") == {"speaker_encoder": "fp32"}
