@@ -115,6 +115,8 @@ def main() -> None:
     p.add_argument("--forms", nargs="+", default=["as-is"], choices=["as-is", "film-hoisted"])
     p.add_argument("--n-eval", type=int, default=8)
     p.add_argument("--bank", default=str(Path.home() / ".cache/avedge/voicebank"))
+    p.add_argument("--weights", help="extractor weights (default: the shipped file; pass a "
+                                     "copy while a training run is rewriting it)")
     p.add_argument("--json", help="write the results here as well")
     args = p.parse_args()
 
@@ -122,10 +124,11 @@ def main() -> None:
     from avedge.models.corpus.mixtures import eval_mixtures
 
     torch.set_num_threads(1)
-    model = se.build()  # the shipped weights
+    weights = args.weights or str(se.WEIGHTS_FILE)
+    model = se.build(weights=weights)
     examples = eval_mixtures(args.bank, "test", n=args.n_eval)
     fp32 = si_sdri(lambda mix, emb: se.extract(model, mix, emb), model, examples)
-    results = {"weights": str(se.WEIGHTS_FILE), "n_eval": len(examples),
+    results = {"weights": weights, "n_eval": len(examples),
                "fp32_si_sdri_db": round(fp32, 3), "runs": []}
     print(f"fp32 SI-SDRi over {len(examples)} eval mixtures: {fp32:.3f} dB", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
