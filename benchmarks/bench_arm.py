@@ -133,7 +133,14 @@ def main() -> None:
     print(f"fp32 SI-SDRi over {len(examples)} eval mixtures: {fp32:.3f} dB", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         for name, act, form in itertools.product(args.targets, args.activations, args.forms):
-            r = run(name, act, form, model, examples, Path(tmp))
+            try:
+                r = run(name, act, form, model, examples, Path(tmp))
+            except Exception as exc:  # one refused config must not lose the others' figures
+                r = {"target": name, "activations": act, "form": form,
+                     "refused": f"{type(exc).__name__}: {exc}"[:600]}
+                results["runs"].append(r)
+                print(json.dumps(r), flush=True)
+                continue
             r["delta_db"] = round(r["fake_quant_si_sdri_db"] - fp32, 3)
             results["runs"].append(r)
             print(json.dumps({k: v for k, v in r.items() if k != "budgets"}), flush=True)

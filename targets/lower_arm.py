@@ -279,6 +279,12 @@ def lower_ethos_u(job: LoweringJob) -> Lowered:
     if on_cpu:
         warnings.warn(_fallback_message(target, on_cpu), stacklevel=2)
     check = tosa_check(edge.exported_program(), tosa_files, quantized, batches[:4])
+    if check["status"] != "TOSA_VALID":
+        raise AvedgeError(
+            f"the TOSA reference model rejects the lowered graph as {check['status']} "
+            f"(an integer op whose result the TOSA spec leaves undefined, as int16 "
+            f"activations can give); the NPU's output would not be reproducible. Use "
+            f"int8 activations (precision 'int8')")
     if check["gross"]:
         # Like fp32 parity: the integer graph the NPU would run is not the model that
         # was quantized; shipping it would give wrong audio with no error on the device.

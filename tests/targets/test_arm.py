@@ -268,3 +268,17 @@ def test_cli_export_prints_the_npu_figures(tmp_path, capsys):
     assert "/ 1 ms per chunk" in text and "TOSA check max" in text
     assert "Network summary" not in text  # Vela's own report stays out of the output
     assert (out / "vela_per_layer.csv").is_file()
+
+
+@needs_arm
+def test_a_graph_the_reference_model_calls_unpredictable_is_refused(tmp_path, monkeypatch):
+    from avedge.targets import tosa_check
+
+    def unpredictable(tosa, inputs, like):
+        raise tosa_check.UnpredictableGraph("TOSA_UNPREDICTABLE")
+
+    monkeypatch.setattr(tosa_check, "_run_tosa", unpredictable)
+    with pytest.raises(AvedgeError, match="rejects the lowered graph as TOSA_UNPREDICTABLE.*"
+                                          "int8 activations"):
+        get_target("hearable-npu").export(Speechy(), example(), tmp_path / "u")
+    assert not (tmp_path / "u").exists()
