@@ -20,6 +20,7 @@ Neither .pte runs on this host (it needs a cross-built runtime on an FVP or boar
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import sys
 import tempfile
@@ -201,7 +202,9 @@ def quantize_for_ethos_u(module, example: tuple, target, cfg: Int8StaticConfig,
     quantizer = EthosUQuantizer(spec)
     configs = {"a8w8": get_symmetric_quantization_config,
                "a16w8": get_symmetric_a16w8_quantization_config,
-               "a8w4": get_symmetric_a8w4_quantization_config}
+               # a8w4 defaults to QAT fake-quant observers, which turn a zero state
+               # tensor's (scale 0) calibration into NaN: calibrate it like the others.
+               "a8w4": functools.partial(get_symmetric_a8w4_quantization_config, is_qat=False)}
     quantizer.set_global(configs[activations](is_per_channel=True))
     graph = torch.export.export(rewritten, example).module(check_guards=False)
     quantized, batches = _calibrate(graph, quantizer, module, example, cfg)
