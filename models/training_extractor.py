@@ -151,6 +151,16 @@ class CorpusData:
 
     def describe(self) -> dict:
         info = {k: v for k, v in self.bank.info().items() if k != "voices"}
+        if not info:  # a bank still being built has no bank.json yet: count what is there
+            by_synth: dict = {}
+            for v, utts in self.bank.by_voice.items():
+                d = by_synth.setdefault(v.partition(":")[0], {"voices": 0, "utterances": 0})
+                d["voices"] += 1
+                d["utterances"] += len(utts)
+            info = {"complete": False, "synths": by_synth}
+            meta = next(iter(sorted((Path(self.bank.root) / "voices").glob("*.json"))), None)
+            if meta is not None:
+                info["seed"] = json.loads(meta.read_text()).get("seed")
         train_voices = sorted(set(self.samplers[-1].voices))
         synth_of = [v.partition(":")[0] for v in self.samplers[-1].voices]
         return {"bank": str(self.bank.root), "bank_info": info,
