@@ -5,7 +5,11 @@ A family is a module that defines:
     Dims: a dataclass of its dimensions (defaults = the shipped reference size)
     build(dims: Dims | None = None, weights: str | None = None) -> nn.Module
     example_inputs(module) -> tuple[torch.Tensor, ...]
-and optionally `metric(...)`. The module it builds carries the export contract
+and optionally `metric(...)`. A family whose artifact holds several graphs (e.g. a
+speaker encoder run once and a streaming extractor) also defines
+`components(module) -> {name: (module, example_inputs)}`,
+`component_recipes(precision, recipe=None) -> {name: recipe}` and may define
+`export_extra() -> dict` (recorded in the manifest). The module it builds carries the export contract
 (see targets/signature.py): `input_names`, `output_names`, and for streaming
 models `chunk_samples`, `lookahead_samples`, `sample_rate`, `init_state()`, with
 `forward(chunk, *conditions, *state) -> (out, *new_state)`.
@@ -45,6 +49,13 @@ class ResolvedModel:
     module: object  # torch.nn.Module
     example_inputs: tuple
     family: str
+    family_module: ModuleType | None = None  # None for a user's package.module:factory
+
+    @property
+    def components(self) -> dict | None:
+        """{name: (module, example_inputs)} for a composite family, else None."""
+        fam = self.family_module
+        return fam.components(self.module) if fam and hasattr(fam, "components") else None
 
 
 def resolve_model(spec: str, weights: str | None = None) -> ResolvedModel:
@@ -52,7 +63,7 @@ def resolve_model(spec: str, weights: str | None = None) -> ResolvedModel:
     if ":" not in spec:
         fam = get_family(spec)
         module = fam.build(weights=weights)
-        return ResolvedModel(module, tuple(fam.example_inputs(module)), fam.NAME)
+        return ResolvedModel(module, tuple(fam.example_inputs(module)), fam.NAME, fam)
     mod_name, _, attr = spec.partition(":")
     try:
         mod = importlib.import_module(mod_name)

@@ -123,13 +123,14 @@ def export_pipeline(target, components: dict, out_dir, recipe: str | None = None
                          allow_over_budget=allow_over_budget)
             parts[name] = {"dir": name, "recipe": art.manifest["recipe"]}
             files[f"{name}/{MANIFEST_NAME}"] = file_record(tmp / name / MANIFEST_NAME, "manifest")
+        used = {p["recipe"] for p in parts.values()}
         manifest = {
             "format_version": FORMAT_VERSION,
             "kind": "pipeline",
             "family": family,
             "target": target.name,
             "backends": list(target.backends),
-            "recipe": recipe or target.default_recipe,
+            "recipe": used.pop() if len(used) == 1 else "per-component",
             "components": parts,
             "files": files,
             "versions": versions(),

@@ -23,6 +23,22 @@ def register(sub):
     p.set_defaults(func=run)
 
 
+def export_model(model, target, out, recipe: str | None = None, allow_over_budget: bool = False):
+    """A resolved model -> artifact: one graph, or a composite for multi-graph families,
+    each component with the recipe its family picks for the target (unless `recipe`)."""
+    from avedge.targets import export_pipeline
+
+    components = model.components
+    if components is None:
+        return target.export(model.module, model.example_inputs, out, recipe=recipe,
+                             family=model.family, allow_over_budget=allow_over_budget)
+    fam = model.family_module
+    return export_pipeline(target, components, out, recipe=recipe, family=model.family,
+                           recipes=fam.component_recipes(target.precision, recipe),
+                           extra=fam.export_extra() if hasattr(fam, "export_extra") else None,
+                           allow_over_budget=allow_over_budget)
+
+
 def run(args) -> int:
     quiet_native_logs()
     from avedge.models.registry import resolve_model
@@ -36,10 +52,13 @@ def run(args) -> int:
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     model = resolve_model(args.model, weights=args.weights)
-    art = target.export(model.module, model.example_inputs, args.out, recipe=args.recipe,
-                        family=model.family, allow_over_budget=args.allow_over_budget)
+    art = export_model(model, target, args.out, recipe=args.recipe,
+                       allow_over_budget=args.allow_over_budget)
     if args.json:
         print_json(art.manifest)
+    elif art.manifest.get("kind") == "pipeline":
+        print(f"wrote {args.out}: {model.family} for {target.name}, components: "
+              + ", ".join(f"{n} ({c['recipe']})" for n, c in art.manifest["components"].items()))
     else:
         m = art.manifest
         files = ", ".join(f"{n} ({r['bytes'] / 1024:.0f} KiB)" for n, r in m["files"].items())

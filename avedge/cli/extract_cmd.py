@@ -61,19 +61,13 @@ def default_artifact(target: str = "cpu", weights: str | None = None) -> Path:
 
 
 def export_family(target: str, out, weights: str | None = None, recipe: str | None = None):
-    """Both graphs of the family into one composite artifact, each with the recipe the
-    family picks for the target's precision (se.component_recipes), unless `recipe`."""
-    from avedge.models import speech_extractor as se
-    from avedge.targets import export_pipeline, get_target
+    """Both graphs of the family into one composite artifact (see `avedge export`)."""
+    from avedge.cli.export_cmd import export_model
+    from avedge.models.registry import resolve_model
+    from avedge.targets import get_target
 
-    model = se.build(weights=weights)
-    recipes = se.component_recipes(get_target(target).precision)
-    if recipe is not None:
-        recipes = {"speaker_encoder": "fp32", "extractor": recipe}
-    return export_pipeline(target, se.components(model), out, recipe=recipe, family=FAMILY,
-                           recipes=recipes,
-                           extra={"algorithmic_latency_ms": (se.CHUNK + se.LOOKAHEAD)
-                                  / se.SAMPLE_RATE * 1000})
+    return export_model(resolve_model(FAMILY, weights=weights), get_target(target), out,
+                        recipe=recipe)
 
 
 def warn_clipping(clip, what: str) -> None:
@@ -115,7 +109,7 @@ def run(args) -> int:
     return 0
 
 
-def demo(out_dir, artifact=None, seed: int = 1234) -> dict:
+def demo(out_dir, artifact=None, seed: int = 1234, bank_dir=None) -> dict:
     """The `avedge demo` step: one test-split mixture (held-out voices, 0 dB SIR, 5 dB SNR)
     cleaned through the runtime; writes mixture/enrollment/reference/extracted wavs to
     out_dir and returns the SI-SDR before and after (dB)."""
@@ -126,7 +120,7 @@ def demo(out_dir, artifact=None, seed: int = 1234) -> dict:
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    ex_ = eval_mixtures(default_bank_dir(), split="test", n=1, seed=seed)[0]
+    ex_ = eval_mixtures(bank_dir or default_bank_dir(), split="test", n=1, seed=seed)[0]
     ex = Extraction.from_artifact(artifact or default_artifact("cpu"))
     res = ex.process(ex_["mixture"], ex.enroll(ex_["enrollment"]))
     for name, x in (("mixture", ex_["mixture"]), ("enrollment", ex_["enrollment"]),
