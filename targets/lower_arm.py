@@ -162,9 +162,8 @@ def _delegates(edge_gm):
 
 def ethos_u_spec(target, intermediates: Path | None = None):
     """The EthosUCompileSpec of a board line: its NPU, Vela system config and memory mode."""
-    from executorch.backends.arm.ethosu import EthosUCompileSpec
-
     from avedge.targets.arm import VELA_SYSTEMS
+    from executorch.backends.arm.ethosu import EthosUCompileSpec
 
     system = VELA_SYSTEMS[target.name]
     spec = EthosUCompileSpec(target.npu, system_config=system.system_config,
@@ -182,6 +181,7 @@ def quantize_for_ethos_u(module, example: tuple, target, cfg: Int8StaticConfig,
     The GraphModule is the model as the NPU computes it, simulated in float: what the
     TOSA check compares against and what accuracy (e.g. SI-SDRi) is measured on.
     """
+    from avedge.targets.npu_rewrites import for_npu
     from executorch.backends.arm.quantizer import (
         EthosUQuantizer,
         get_symmetric_a16w8_quantization_config,
@@ -190,8 +190,6 @@ def quantize_for_ethos_u(module, example: tuple, target, cfg: Int8StaticConfig,
     from executorch.backends.arm.quantizer.arm_quantizer import (
         get_symmetric_a8w4_quantization_config,
     )
-
-    from avedge.targets.npu_rewrites import for_npu
 
     activations = activations or ACTIVATIONS.get(target.precision)
     if activations not in ACTIVATIONS.values():
@@ -212,10 +210,6 @@ def quantize_for_ethos_u(module, example: tuple, target, cfg: Int8StaticConfig,
 
 
 def lower_ethos_u(job: LoweringJob) -> Lowered:
-    from executorch.backends.arm.ethosu import EthosUPartitioner
-    from executorch.backends.arm.tosa.backend import arm_get_first_delegation_tag
-    from executorch.exir import to_edge_transform_and_lower
-
     from avedge.targets.tosa_check import REFUSE_LSB, tosa_check
     from avedge.targets.vela_report import (
         captured_stdout,
@@ -226,6 +220,9 @@ def lower_ethos_u(job: LoweringJob) -> Lowered:
         read_summary,
         run_vela,
     )
+    from executorch.backends.arm.ethosu import EthosUPartitioner
+    from executorch.backends.arm.tosa.backend import arm_get_first_delegation_tag
+    from executorch.exir import to_edge_transform_and_lower
 
     cfg = _require_int8_recipe(job)
     target = job.target
@@ -244,7 +241,7 @@ def lower_ethos_u(job: LoweringJob) -> Lowered:
         with _rejections(reasons), _quiet_arm_logs(), captured_stdout() as vela_log:
             try:
                 edge = to_edge_transform_and_lower(program, partitioner=[partitioner])
-            except Exception as exc:  # re-raised below, with Vela's output shown
+            except Exception as exc:  # noqa: BLE001 - re-raised below, with Vela's output
                 failure = exc
         if failure is not None:
             sys.stderr.write(vela_log[0][-4000:])
@@ -257,7 +254,7 @@ def lower_ethos_u(job: LoweringJob) -> Lowered:
                 f"no operator of this model can run on {target.npu}: "
                 + "; ".join(f"{o['op']} x{o['count']} at {', '.join(o['where'][:3])}"
                             + (f" ({o['reason']})" if o["reason"] else "") for o in on_cpu)
-                + f"; nothing would be accelerated. Use target 'cortex-m55' or 'hearable'")
+                + "; nothing would be accelerated. Use target 'cortex-m55' or 'hearable'")
         npu_ops = sum(len(_compute_nodes(d.original_module.graph)) for d in delegates)
         (job.out_dir / "model.pte").write_bytes(edge.to_executorch().buffer)
         files = {"model.pte": "pte-ethos-u"}
@@ -329,9 +326,9 @@ def _quiet_arm_logs():
 
 def lower_cortex_m(job: LoweringJob) -> Lowered:
     """CMSIS-NN on a Cortex-M55: quantize with CortexMQuantizer, rewrite to cortex_m ops."""
+    from executorch.backends.cortex_m.edge_compile_config import cortex_m_edge_compile_config
     from executorch.backends.cortex_m.passes.cortex_m_pass_manager import CortexMPassManager
     from executorch.backends.cortex_m.quantizer.quantizer import CortexMQuantizer
-    from executorch.backends.cortex_m.edge_compile_config import cortex_m_edge_compile_config
     from executorch.backends.cortex_m.target_config import CortexMTargetConfig
     from executorch.exir import to_edge_transform_and_lower
 

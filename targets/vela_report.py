@@ -84,21 +84,23 @@ def read_per_layer(path: Path | None) -> list[dict]:
 
 def delegate_figures(summary: dict, layers: list[dict]) -> dict:
     """One delegate's figures from its Vela CSVs (memory in KiB as Vela reports it)."""
-    f = lambda k: float(summary.get(k) or 0.0)  # noqa: E731 - a short local reader
+    def f(key: str) -> float:
+        return float(summary.get(key) or 0.0)
+
     # Where the constants (weights + command stream) live depends on the memory mode:
     # in SRAM for Sram_Only, else in flash or DRAM. Vela reports use per memory area.
     flash = f("on_chip_flash_memory_used") + f("off_chip_flash_memory_used")
     on_cpu = [r["Original Operator"] for r in layers if r.get("Target", "NPU") != "NPU"]
     return {
-        "cycles": int(round(f("cycles_total"))),
-        "npu_cycles": int(round(f("cycles_npu"))),
+        "cycles": round(f("cycles_total")),
+        "npu_cycles": round(f("cycles_npu")),
         "inference_s": f("inference_time"),
         "core_clock_hz": f("core_clock"),
         "sram_kib": round(f("sram_memory_used"), 3),
         "flash_kib": round(flash, 3),
         "dram_kib": round(f("dram_memory_used"), 3),
-        "macs": int(round(f("nn_macs"))),
-        "weights_bytes": int(round(f("total_npu_encoded_weights"))),
+        "macs": round(f("nn_macs")),
+        "weights_bytes": round(f("total_npu_encoded_weights")),
         "vela_ops": len(layers),
         "vela_ops_on_cpu": on_cpu,
         "system_config": summary.get("system_config"),
@@ -157,11 +159,11 @@ def keep_files(out_dir: Path, index: int, n: int, tosa: Path, summary: Path,
 def format_estimate(est: dict) -> list[str]:
     """Lines for `avedge info` / `avedge bench` (labelled as an estimate)."""
     lines = [
-        f"{est['accelerator']} at {est['clock_mhz']:g} MHz ({est['system_config']}, "
-        f"{est['memory_mode']}): {est['cycles_per_inference']} cycles per inference = "
-        f"{est['inference_ms_at_clock']:.4f} ms at the clock",
-        f"SRAM {est['sram_kib']:.1f} KiB, flash {est['flash_kib']:.1f} KiB, "
-        f"{est['macs']} MACs",
+        (f"{est['accelerator']} at {est['clock_mhz']:g} MHz ({est['system_config']}, "
+         f"{est['memory_mode']}): {est['cycles_per_inference']} cycles per inference = "
+         f"{est['inference_ms_at_clock']:.4f} ms at the clock"),
+        (f"SRAM {est['sram_kib']:.1f} KiB, flash {est['flash_kib']:.1f} KiB, "
+         f"{est['macs']} MACs"),
         f"operators on the NPU: {est['npu_ops']}/{est['npu_ops'] + est['cpu_ops']} "
         f"({100 * est['npu_op_share']:.1f} %)"
         + (f"; on the CPU: {', '.join(o['op'] + ' x' + str(o['count']) for o in est['ops_on_cpu'])}"

@@ -13,7 +13,6 @@ import json
 import numpy as np
 import pytest
 import torch
-from avedge.cli import main
 from avedge.runtime import load
 from avedge.runtime.errors import AvedgeError, BackendUnavailableError
 from avedge.runtime.manifest import sha256_file
@@ -21,6 +20,8 @@ from avedge.targets import Budgets, get_target
 from avedge.targets.arm import VELA_SYSTEMS
 from avedge.targets.lower_arm import arm_toolchain_missing
 from torch import nn
+
+from avedge.cli import main
 
 MISSING = arm_toolchain_missing()
 needs_arm = pytest.mark.skipif(MISSING is not None, reason=f"Ethos-U toolchain: {MISSING}")
