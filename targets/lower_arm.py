@@ -210,9 +210,9 @@ def quantize_for_ethos_u(module, example: tuple, target, cfg: Int8StaticConfig,
 
 
 def lower_ethos_u(job: LoweringJob) -> Lowered:
+    from avedge.runtime.native_log import captured_stdout
     from avedge.targets.tosa_check import REFUSE_LSB, tosa_check
     from avedge.targets.vela_report import (
-        captured_stdout,
         combine,
         delegate_figures,
         keep_files,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from avedge.targets.vela_report import captured_stdout
+from avedge.runtime.native_log import captured_stdout
 
 LSB_LIMIT = 1.0  # the contract: within one quantization step
 # Each integer rescale may round one step differently from PyTorch's fake-quant; in a

@@ -14,14 +14,11 @@ once per delegate into its own folder (`run_vela`) and sums the figures here.
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import io
-import os
 import shutil
-import sys
-import tempfile
 from pathlib import Path
+
+from avedge.runtime.native_log import captured_stdout
 
 ESTIMATE_SOURCE = "estimate (Vela), not a measurement"
 
@@ -44,27 +41,6 @@ def run_vela(tosa_path: Path, flags: list[str], out_dir: Path) -> tuple[Path, Pa
                            + log[0][-2000:])
     per_layer = out_dir / f"{tosa_path.stem}_per-layer.csv"
     return summaries[0], per_layer if per_layer.exists() else None
-
-
-@contextlib.contextmanager
-def captured_stdout():
-    """Capture file descriptor 1 (Vela's report, the TOSA reference model's notices):
-    noise on success, kept for the error message on failure. Yields [text] after."""
-    box: list[str] = []
-    sys.stdout.flush()
-    saved = os.dup(1)
-    text = io.StringIO()  # Python-level prints (Vela), wherever sys.stdout points
-    with tempfile.TemporaryFile() as tmp:
-        os.dup2(tmp.fileno(), 1)  # native prints (the TOSA reference model)
-        try:
-            with contextlib.redirect_stdout(text):
-                yield box
-        finally:
-            sys.stdout.flush()
-            os.dup2(saved, 1)
-            os.close(saved)
-            tmp.seek(0)
-            box.append(text.getvalue() + tmp.read().decode(errors="replace"))
 
 
 def read_summary(path: Path) -> dict:
