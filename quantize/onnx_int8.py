@@ -8,6 +8,7 @@ from pathlib import Path
 
 from avedge.quantize.calibration import calibration_inputs
 from avedge.quantize.configs import Int8DynamicConfig, Int8StaticConfig
+from avedge.runtime.errors import AvedgeError
 
 
 def quantize_onnx_int8(src: Path, dst: Path, config, module=None, example_inputs=(),
@@ -23,8 +24,17 @@ def quantize_onnx_int8(src: Path, dst: Path, config, module=None, example_inputs
     # ORT logs a "consider pre-processing" warning on every call; it is advice, not a fault.
     logging.getLogger().setLevel(max(logging.getLogger().level, logging.ERROR))
     if isinstance(config, Int8DynamicConfig):
-        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8,
-                         per_channel=config.per_channel)
+        try:
+            quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8,
+                             per_channel=config.per_channel)
+        except Exception as exc:  # ORT raises onnx InferenceError, RuntimeError, ...
+            # Measured with onnxruntime 1.31: a Linear on a 2-D input exports as Gemm, and
+            # the dynamic quantizer's Gemm rewrite fails shape inference. Static QDQ works.
+            raise AvedgeError(
+                f"onnxruntime's dynamic int8 quantizer failed on this graph "
+                f"({str(exc).splitlines()[0][:200]}); it is known to fail on Gemm nodes (a "
+                f"Linear layer applied to a 2-D input). Use --recipe int8-static, or apply "
+                f"Linear layers to 3-D inputs (B, T, C)") from exc
         return
     assert isinstance(config, Int8StaticConfig)
     batches = calibration_inputs(module, example_inputs, config.calibration_batches)

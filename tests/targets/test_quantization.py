@@ -1,6 +1,7 @@
 """What each int8 recipe really quantizes, as recorded in the manifest."""
 
 import pytest
+import torch
 from avedge.targets import get_target
 
 
@@ -36,3 +37,26 @@ def test_hearable_defaults_to_static_int8(tmp_path, tiny_model):
     art = get_target("hearable").export(model, example, tmp_path / "h")
     assert art.manifest["recipe"] == "int8-static" and art.manifest["threads"] == 1
     assert art.manifest["budgets"]["weights_ok"] is True
+
+
+class TwoDLinear(torch.nn.Module):
+    """Linear layers on 2-D inputs: exported as Gemm, which ORT's dynamic quantizer
+    cannot rewrite (onnxruntime 1.31)."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = torch.nn.Linear(64, 32), torch.nn.Linear(32, 64)
+
+    def forward(self, x):  # (1, 64)
+        return self.b(torch.relu(self.a(x)))
+
+
+def test_dynamic_int8_gemm_failure_is_a_clear_error_and_static_works(tmp_path):
+    from avedge.runtime.errors import AvedgeError
+
+    example = (torch.randn(1, 64),)
+    with pytest.raises(AvedgeError, match=r"Gemm.*--recipe int8-static"):
+        get_target("cpu").export(TwoDLinear(), example, tmp_path / "dyn", recipe="int8")
+    assert not (tmp_path / "dyn").exists()
+    art = get_target("cpu").export(TwoDLinear(), example, tmp_path / "static", recipe="int8-static")
+    assert art.manifest["quantization"]["onnx"] == {"int8_compute_ops": 2, "float_compute_ops": 0}
