@@ -10,7 +10,7 @@ APT_PACKAGES := portaudio19-dev espeak-ng libespeak-ng1 ffmpeg alsa-utils libaso
 DEMO_OUT ?= demo-out
 # The Arm NPU toolchain (~240 MB) is installed unless NO_ETHOS_U=1.
 comma := ,
-EXTRAS := audio,dev,corpus$(if $(NO_ETHOS_U),,$(comma)ethos-u)
+EXTRAS := audio,dev,corpus,bench$(if $(NO_ETHOS_U),,$(comma)ethos-u)
 
 .PHONY: setup demo test lint clean system-packages
 
