@@ -74,10 +74,6 @@ class Stream:
         self._n_out = 0
         self._finished = False
 
-    @property
-    def samples_in(self) -> int:
-        return self._n_in
-
     def accept(self, samples) -> None:
         if self._finished:
             raise InputError("this stream was finished; call reset() to start a new one")

@@ -157,7 +157,7 @@ def measure_parity(tmp: Path, manifest: dict, example_inputs, expected) -> dict:
     arrays = [x.detach().numpy() for x in example_inputs]
     ref = [e.detach().numpy() for e in expected]
     parity = {}
-    for name, rec in manifest["files"].items():
+    for rec in manifest["files"].values():
         backend = PARITY_BACKEND.get(rec["format"])
         if backend is None:
             continue
