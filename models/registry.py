@@ -9,7 +9,8 @@ and optionally `metric(...)`. A family whose artifact holds several graphs (e.g.
 speaker encoder run once and a streaming extractor) also defines
 `components(module) -> {name: (module, example_inputs)}`,
 `component_recipes(precision, recipe=None) -> {name: recipe}` and may define
-`export_extra() -> dict` (recorded in the manifest). The module it builds carries the export contract
+`export_extra() -> dict` (recorded in the manifest), and `npu_components(module)`: the
+same function as graphs shaped for a batch-1 NPU, exported for targets with an NPU. The module it builds carries the export contract
 (see targets/signature.py): `input_names`, `output_names`, and for streaming
 models `chunk_samples`, `lookahead_samples`, `sample_rate`, `init_state()`, with
 `forward(chunk, *conditions, *state) -> (out, *new_state)`.

@@ -67,6 +67,7 @@ __all__ = [
     "component_recipes",
     "export_extra",
     "components",
+    "npu_components",
     "example_inputs",
     "extract",
     "fit_enrollment",
@@ -164,9 +165,9 @@ class Extractor(nn.Module):
         return stft_state, ola_state, conv_state
 
     @torch.no_grad()
-    def calibration_inputs(self) -> list[tuple[torch.Tensor, ...]]:
-        """(chunk, speaker, *state) batches from real streams, for static int8 scales:
-        speech mixtures chunk by chunk, with the state they produce along the way."""
+    def calibration_pairs(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(enrollment (1, ENROLL_SAMPLES), mixture (1, L)) pairs that static int8
+        calibrates on: corpus val-split mixtures, or tones in noise without the data file."""
         import numpy as np
 
         if CALIB_FILE.exists():
@@ -183,12 +184,18 @@ class Extractor(nn.Module):
             mixes = [0.05 * (tone(f) + tone(f * 1.37)) + 0.01 * rng.standard_normal(len(t))
                      for f in (110.0, 190.0, 260.0)]
             enrolls = [0.05 * tone(f) for f in (110.0, 190.0, 260.0)]
+        return [(fit_enrollment(torch.from_numpy(np.ascontiguousarray(e, np.float32)))[None],
+                 torch.from_numpy(np.ascontiguousarray(m, np.float32))[None])
+                for m, e in zip(mixes, enrolls)]
+
+    @torch.no_grad()
+    def calibration_inputs(self) -> list[tuple[torch.Tensor, ...]]:
+        """(chunk, speaker, *state) batches from real streams, for static int8 scales:
+        speech mixtures chunk by chunk, with the state they produce along the way."""
         batches = []
-        for mix, enr in zip(mixes, enrolls):
-            emb = self.speaker_encoder(fit_enrollment(torch.from_numpy(
-                np.ascontiguousarray(enr, np.float32)))[None])
+        for enroll, x in self.calibration_pairs():
+            emb = self.speaker_encoder(enroll)
             state = self.init_state(1)
-            x = torch.from_numpy(np.ascontiguousarray(mix, np.float32))[None]
             for k in range(x.shape[1] // CHUNK):
                 chunk = x[:, k * CHUNK:(k + 1) * CHUNK]
                 if k % CALIB_EVERY == 0:
@@ -249,6 +256,20 @@ def components(module: Extractor) -> dict[str, tuple[nn.Module, tuple[torch.Tens
         "speaker_encoder": (enc, (torch.randn(1, ENROLL_SAMPLES) * 0.1,)),
         "extractor": (module.eval(), example_inputs(module)),
     }
+
+
+# On an NPU target the enrollment encoder runs on the paired phone (host CPU, fp32): its
+# 5 s clip needs ~3.5 MiB of activations (Vela), 7x an earbud's SRAM, and it runs once;
+# the phone sends the earbud the FiLM vector (2 * blocks * d_model values).
+NPU_COMPONENT_TARGETS = {"speaker_encoder": "cpu"}
+
+
+def npu_components(module: Extractor) -> dict[str, tuple[nn.Module, tuple[torch.Tensor, ...]]]:
+    """The graphs for an NPU target: FiLM hoisted into the run-once encoder side and the
+    dilated history as ring-buffer taps (models/extractor_npu.py; same function)."""
+    from avedge.models.extractor_npu import components as npu_form
+
+    return npu_form(module)
 
 
 def component_recipes(precision: str, recipe: str | None = None) -> dict[str, str]:

@@ -12,7 +12,8 @@
     >>> stream.reset()                    # ready for the next utterance
 
 The model's state lives here (passed explicitly in and out of the graph each chunk),
-never in the session. A model with lookahead L emits output delayed by L samples;
+never in the session; history kept as a ring buffer (manifest `rings`, see
+runtime/ring_state.py) lives here too. A model with lookahead L emits output delayed by L samples;
 the stream drops those first L samples and flushes L zeros at finish(), so output
 sample n is aligned with input sample n. Chunks of any size are buffered; a chunk
 with the wrong channel layout, a non-float dtype or non-finite values is refused
@@ -26,6 +27,7 @@ from fractions import Fraction
 
 import numpy as np
 from avedge.runtime.errors import InputError
+from avedge.runtime.ring_state import RingState
 from avedge.runtime.session import check_array
 
 
@@ -50,6 +52,10 @@ class Stream:
         self._state_pairs = [(p["input"], p["output"]) for p in spec.get("state", [])]
         out_names = [s["name"] for s in session.outputs]
         self._state_out_index = [out_names.index(o) for _, o in self._state_pairs]
+        out_by_name = {s["name"]: s for s in session.outputs}
+        self._rings = [(RingState(r, tuple(out_by_name[r["output"]]["shape"]),
+                                  np.dtype(out_by_name[r["output"]]["dtype"])),
+                        out_names.index(r["output"])) for r in spec.get("rings", [])]
         self._conditions = self._check_conditions(conditions or {}, by_name)
         self.chunk_ms: list[float] = []  # compute time of every chunk run, for reports
         self.reset()
@@ -67,6 +73,8 @@ class Stream:
     def reset(self) -> None:
         """Back to the initial state; buffered input and unread output are dropped."""
         self._state = {n: self.session.init_state[n].copy() for n, _ in self._state_pairs}
+        for ring, _ in self._rings:
+            ring.reset()
         self._buf = np.zeros(self._lead + (0,), self._dtype)
         self._out: list[np.ndarray] = []
         self._skip = self._skip_total
@@ -123,12 +131,15 @@ class Stream:
 
     def _run_chunk(self, chunk: np.ndarray) -> None:
         arrays = []
+        rings = {ring.input: ring for ring, _ in self._rings}
         for spec in self.session.inputs:
             name = spec["name"]
             if name == self.spec["input"]:
                 arrays.append(np.ascontiguousarray(chunk))
             elif name in self._state:
                 arrays.append(self._state[name])
+            elif name in rings:
+                arrays.append(rings[name].taps())
             else:
                 arrays.append(self._conditions[name])
         t0 = time.perf_counter()
@@ -136,6 +147,8 @@ class Stream:
         self.chunk_ms.append((time.perf_counter() - t0) * 1e3)
         for (name, _), idx in zip(self._state_pairs, self._state_out_index):
             self._state[name] = outs[idx]
+        for ring, idx in self._rings:
+            ring.push(outs[idx])
         y = outs[self._out_index]
         if self._skip:
             drop = min(self._skip, y.shape[-1])

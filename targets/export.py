@@ -110,18 +110,23 @@ def export(target, module, example_inputs, out_dir, recipe: str | None = None, *
 def export_pipeline(target, components: dict, out_dir, recipe: str | None = None, *,
                     recipes: dict | None = None, family: str | None = None,
                     metric: dict | None = None, extra: dict | None = None,
-                    allow_over_budget: bool = False) -> Artifact:
+                    allow_over_budget: bool = False, targets: dict | None = None) -> Artifact:
     """Several graphs as one artifact: components = {name: (module, example_inputs)};
-    `recipes` overrides the recipe per component (e.g. keep a run-once encoder fp32)."""
+    `recipes` overrides the recipe per component (e.g. keep a run-once encoder fp32),
+    `targets` the target (e.g. an enrollment encoder that runs on the paired phone while
+    the per-chunk graph runs on the earbud's NPU)."""
     target = get_target(target)
-    recipes = recipes or {}
+    recipes, targets = recipes or {}, targets or {}
     with staged_dir(out_dir) as tmp:
         parts, files = {}, {}
         for name, (module, example) in components.items():
-            art = export(target, module, example, tmp / name, recipes.get(name, recipe),
+            comp_target = get_target(targets.get(name, target))
+            art = export(comp_target, module, example, tmp / name,
+                         recipes.get(name, recipe if comp_target is target else None),
                          family=f"{family}/{name}" if family else name,
                          allow_over_budget=allow_over_budget)
-            parts[name] = {"dir": name, "recipe": art.manifest["recipe"]}
+            parts[name] = {"dir": name, "recipe": art.manifest["recipe"],
+                           "target": comp_target.name}
             files[f"{name}/{MANIFEST_NAME}"] = file_record(tmp / name / MANIFEST_NAME, "manifest")
         used = {p["recipe"] for p in parts.values()}
         manifest = {

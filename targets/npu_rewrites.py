@@ -47,6 +47,29 @@ class Conv1dAs2d(nn.Module):
         return self.conv(x4)[:, :, 0, :]
 
 
+class ExplicitGroupNorm(nn.Module):
+    """GroupNorm as mean / mean-of-squares / rsqrt: the Arm backend's own GroupNorm
+    decomposition fails (DecomposeVarPass, executorch 1.5.1: "a.node.constant should
+    not be None"); these ops all lower to the NPU."""
+
+    def __init__(self, gn: nn.GroupNorm):
+        super().__init__()
+        self.groups, self.eps = gn.num_groups, gn.eps
+        self.weight = nn.Parameter(gn.weight.detach().clone()) if gn.affine else None
+        self.bias = nn.Parameter(gn.bias.detach().clone()) if gn.affine else None
+
+    def forward(self, x):  # (B, C, *)
+        shape = x.shape
+        g = x.reshape(shape[0], self.groups, -1)
+        mu = g.mean(-1, keepdim=True)
+        c = g - mu
+        y = (c * torch.rsqrt((c * c).mean(-1, keepdim=True) + self.eps)).reshape(shape)
+        if self.weight is not None:
+            view = (1, -1) + (1,) * (len(shape) - 2)
+            y = y * self.weight.reshape(view) + self.bias.reshape(view)
+        return y
+
+
 def _replace(module: nn.Module, match, make) -> list[str]:
     """Swap every submodule for which `match(m)` holds with `make(m)`; -> their paths."""
     done = []
@@ -199,6 +222,8 @@ def for_npu(module: nn.Module, example: tuple) -> tuple[nn.Module, list[str]]:
     """-> (an equivalent module for the Ethos-U partitioner, the rewrites applied)."""
     module = copy.deepcopy(module).eval()
     rewrites = [f"{p}: AdaptiveAvgPool1d(1) -> mean" for p in _adaptive_avg_to_mean(module)]
+    rewrites += [f"{p}: GroupNorm -> mean/rsqrt" for p in _replace(
+        module, lambda m: type(m) is nn.GroupNorm, ExplicitGroupNorm)]
     gm = torch.export.export(module, tuple(example)).module(check_guards=False)
     rewrites += _single_frame_convs_to_linear(gm, tuple(example))
     return (gm if rewrites else module), rewrites
@@ -213,4 +238,4 @@ def for_cmsis_nn(module: nn.Module, example: tuple) -> tuple[nn.Module, list[str
     return module, rewrites
 
 
-__all__ = ["Conv1dAs2d", "HoistedCondition", "MeanPool1d", "for_cmsis_nn", "for_npu"]
+__all__ = ["Conv1dAs2d", "ExplicitGroupNorm", "HoistedCondition", "MeanPool1d", "for_cmsis_nn", "for_npu"]

@@ -6,6 +6,12 @@ The contract (see models/registry.py): optional attributes on the module —
 `init_state()` — with `forward(chunk, *conditions, *state) -> (out, *new_state)`.
 A module without them is still described: names come from forward's parameters, and
 if the trailing outputs mirror trailing inputs in shape and dtype, those are state.
+
+A module may also declare `ring_states`: [{"input", "output", "taps": [[row, lag]...]}]
+for history kept as a ring buffer by the caller (runtime/ring_state.py): each call
+outputs `frames` (B, N, ...) and takes `taps` (B, K, ...), tap k being row `row` of
+the frames output `lag` calls earlier (zeros before the stream began). Ring inputs and
+outputs come last, after the ordinary state.
 """
 
 from __future__ import annotations
@@ -59,7 +65,10 @@ def describe(module: torch.nn.Module, example_inputs: tuple) -> Signature:
     if len(in_names) != len(example_inputs):
         raise AvedgeError(f"module.input_names has {len(in_names)} names for "
                           f"{len(example_inputs)} example inputs")
-    n_state = _count_state(module, example_inputs, outputs)
+    rings = [dict(r) for r in getattr(module, "ring_states", None) or []]
+    n_ring = len(rings)
+    n_state = n_ring + _count_state(module, example_inputs[:len(example_inputs) - n_ring],
+                                    outputs[:len(outputs) - n_ring])
     out_names = getattr(module, "output_names", None)
     if out_names is None:
         out_names = ["output"] if len(outputs) == 1 else (
@@ -72,7 +81,9 @@ def describe(module: torch.nn.Module, example_inputs: tuple) -> Signature:
     outs = [_spec(n, t) for n, t in zip(out_names, outputs)]
     if not n_state and not hasattr(module, "chunk_samples"):
         return Signature(inputs, outs, None, {}, outputs)
-    state_in = in_names[len(in_names) - n_state:] if n_state else []
+    _check_rings(rings, in_names, out_names, example_inputs, outputs)
+    state_in = in_names[len(in_names) - n_state:len(in_names) - n_ring] if n_state else []
+    ring_in = [r["input"] for r in rings]
     init = _initial_state(module, example_inputs[len(example_inputs) - n_state:])
     stream = {
         "input": in_names[0],
@@ -84,11 +95,37 @@ def describe(module: torch.nn.Module, example_inputs: tuple) -> Signature:
         "state": [{"input": i, "output": o} for i, o in zip(state_in, out_names[1:])],
         "conditions": in_names[1:len(in_names) - n_state],
     }
+    if rings:
+        stream["rings"] = rings
     if stream["chunk_samples"] != example_inputs[0].shape[-1]:
         raise AvedgeError(f"chunk_samples={stream['chunk_samples']} but the example chunk "
                           f"{in_names[0]!r} has {example_inputs[0].shape[-1]} samples on its "
                           f"last axis")
-    return Signature(inputs, outs, stream, dict(zip(state_in, init)), outputs)
+    return Signature(inputs, outs, stream, dict(zip(state_in + ring_in, init)), outputs)
+
+
+def _check_rings(rings, in_names, out_names, example_inputs, outputs) -> None:
+    """Ring inputs/outputs last, in order; every tap names an existing row and a lag >= 1."""
+    n = len(rings)
+    if not n:
+        return
+    if ([r.get("input") for r in rings] != list(in_names[len(in_names) - n:])
+            or [r.get("output") for r in rings] != list(out_names[len(out_names) - n:])):
+        raise AvedgeError(f"ring_states {[(r.get('input'), r.get('output')) for r in rings]} "
+                          f"must name the last {n} inputs and outputs, in order")
+    for r, taps_t, frames_t in zip(rings, example_inputs[len(example_inputs) - n:],
+                                   outputs[len(outputs) - n:]):
+        taps = [list(map(int, t)) for t in r.get("taps", [])]
+        rows = frames_t.shape[1] if frames_t.dim() >= 2 else 0
+        bad = [t for t in taps if len(t) != 2 or not 0 <= t[0] < rows or t[1] < 1]
+        if (bad or taps_t.dim() < 2 or taps_t.shape[1] != len(taps)
+                or taps_t.shape[2:] != frames_t.shape[2:]):
+            raise AvedgeError(
+                f"ring {r['input']!r} -> {r['output']!r}: {len(taps)} taps for an input of "
+                f"shape {tuple(taps_t.shape)} and frames of shape {tuple(frames_t.shape)}"
+                + (f"; bad [row, lag] entries {bad[:3]} (row < {rows}, lag >= 1)" if bad else
+                   "; taps need shape (B, n_taps, *frame) and frames (B, rows, *frame)"))
+        r["taps"] = taps
 
 
 def _count_state(module, example_inputs, outputs) -> int:

@@ -33,8 +33,16 @@ def export_model(model, target, out, recipe: str | None = None, allow_over_budge
         return target.export(model.module, model.example_inputs, out, recipe=recipe,
                              family=model.family, allow_over_budget=allow_over_budget)
     fam = model.family_module
+    recipes = fam.component_recipes(target.precision, recipe)
+    if target.npu and hasattr(fam, "npu_components"):
+        # The family's NPU form (same function, graphs shaped for a batch-1 NPU); every
+        # graph takes the target's integer recipe: the board runs nothing in float.
+        components = fam.npu_components(model.module)
+        recipes, targets = {}, getattr(fam, "NPU_COMPONENT_TARGETS", {})
+    else:
+        targets = {}
     return export_pipeline(target, components, out, recipe=recipe, family=model.family,
-                           recipes=fam.component_recipes(target.precision, recipe),
+                           recipes=recipes, targets=targets,
                            extra=fam.export_extra() if hasattr(fam, "export_extra") else None,
                            allow_over_budget=allow_over_budget)
 

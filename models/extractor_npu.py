@@ -1,0 +1,174 @@
+"""The speech extractor in the form a batch-1 NPU runs fastest: same function, other graphs.
+
+Vela's per-layer report of the plain extractor on an Ethos-U55 (benchmarks/RESULTS.md)
+shows where an 8 ms chunk goes besides the matrix products: 30 % of the cycles copy
+the dilated-convolution history (`cat([state, x])` and the state's shift, 252 frames x
+128 channels moved every chunk), and a third of the weights read per chunk are the FiLM
+projection of a speaker embedding that is fixed for the whole stream. So for NPU
+targets the family exports two other graphs:
+
+* `FilmCondition` — speaker encoder + FiLM projection, run once per enrollment:
+  enrollment (B, 80000) -> film (B, blocks * 2 * d_model).
+* `RingExtractor` — one chunk per call; the FiLM input is already projected, and each
+  dilated block reads only the history frames its kernel taps (frame t - d, t - 2d)
+  instead of carrying and shifting its whole window. The frames a call produces are
+  written into a ring buffer by the caller (firmware: a pointer bump; the host runtime:
+  runtime/ring_state.py), which hands back the taps of the next call. The manifest's
+  stream section records which output row feeds which tap at which lag.
+
+    chunk (B, 128), film (B, 2ND), stft_state (B, 64), ola_state (B, 64), taps (B, K, D)
+        -> out (B, 128), stft_state', ola_state', frames (B, N, D)
+
+`tests/models/test_extractor_npu.py` holds the equivalence with `Extractor` streamed
+chunk by chunk, in PyTorch and through the runtime.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from avedge.models import speech_extractor as se
+from avedge.models.conv_stft import N_BINS
+from torch import nn
+
+
+class FilmCondition(nn.Module):
+    """Enrollment -> the FiLM parameters of every block (the extractor's condition)."""
+
+    input_names = ("enrollment",)
+    output_names = ("film",)
+    sample_rate = se.SAMPLE_RATE
+    streaming = False
+
+    def __init__(self, model: se.Extractor):
+        super().__init__()
+        self.encoder = copy.deepcopy(model.speaker_encoder).eval()
+        self.film = copy.deepcopy(model.film).eval()
+        object.__setattr__(self, "_source", model)
+
+    def forward(self, enrollment):
+        return self.film(self.encoder(enrollment))  # (B, N*2*D)
+
+    @torch.no_grad()
+    def calibration_inputs(self) -> list[tuple[torch.Tensor]]:
+        """The enrollments the extractor's calibration streams were conditioned on."""
+        return [(enroll,) for enroll, _ in self._source.calibration_pairs()]
+
+
+class RingExtractor(nn.Module):
+    """`Extractor` for one chunk per call, FiLM hoisted, dilated history as ring taps."""
+
+    input_names = ("chunk", "film", "stft_state", "ola_state", "taps")
+    output_names = ("out", "stft_state_out", "ola_state_out", "frames")
+    chunk_samples = se.CHUNK
+    lookahead_samples = se.LOOKAHEAD
+    sample_rate = se.SAMPLE_RATE
+    family = se.NAME
+
+    def __init__(self, model: se.Extractor):
+        super().__init__()
+        src = copy.deepcopy(model).eval()
+        self.dims = src.dims
+        self.stft, self.in_proj = src.stft, src.in_proj
+        self.blocks = src.blocks
+        self.out_norm, self.out_proj = src.out_norm, src.out_proj
+        # Block i's kernel tap j (j < kernel - 1) reads its input from (kernel-1-j)*dil
+        # calls ago; tap kernel-1 is the current frame, which the graph has itself.
+        self.tap_sources = [(i, (b.kernel - 1 - j) * b.dilation)
+                            for i, b in enumerate(self.blocks) for j in range(b.kernel - 1)]
+        object.__setattr__(self, "_source", model)
+
+    # The runtime's ring-buffer contract (targets/signature.py -> manifest stream.rings).
+    @property
+    def ring_states(self) -> list[dict]:
+        return [{"input": "taps", "output": "frames",
+                 "taps": [[row, lag] for row, lag in self.tap_sources]}]
+
+    def init_state(self, batch: int = 1) -> tuple[torch.Tensor, ...]:
+        stft_state, ola_state = self.stft.init_state(batch)
+        taps = torch.zeros(batch, len(self.tap_sources), self.dims.d_model)
+        return stft_state, ola_state, taps
+
+    def forward(self, chunk, film, stft_state, ola_state, taps):
+        d = self.dims.d_model
+        spec, stft_state = self.stft.analyze(chunk, stft_state)  # (B, 2F, 1)
+        re, im = spec[:, :N_BINS], spec[:, N_BINS:]
+        logp = torch.log(re * re + im * im + se.LOG_EPS).transpose(1, 2)  # (B, 1, F)
+        x = self.in_proj(logp * se.FEATURE_SCALE)  # (B, 1, D)
+        film = film[:, None, :]
+        frames, t0 = [], 0
+        for i, blk in enumerate(self.blocks):
+            frames.append(x)
+            k = blk.kernel
+            h = x * blk.dw[k - 1]
+            for j in range(k - 1):
+                h = h + taps[:, t0 + j: t0 + j + 1] * blk.dw[j]
+            t0 += k - 1
+            gamma = 1.0 + film[:, :, 2 * i * d:(2 * i + 1) * d]
+            beta = film[:, :, (2 * i + 1) * d:(2 * i + 2) * d]
+            h = blk.norm(h) * gamma + beta
+            x = x + blk.fc2(blk.act(blk.fc1(h)))
+        m = torch.tanh(self.out_proj(self.out_norm(x))).transpose(1, 2)  # (B, 2F, 1)
+        mr, mi = m[:, :N_BINS], m[:, N_BINS:]
+        y_spec = torch.cat([mr * re - mi * im, mr * im + mi * re], dim=1)
+        out, ola_state = self.stft.synthesize(y_spec, ola_state)
+        return out, stft_state, ola_state, torch.cat(frames, dim=1)  # frames (B, N, D)
+
+    @torch.no_grad()
+    def calibration_inputs(self) -> list[tuple[torch.Tensor, ...]]:
+        """The extractor's calibration streams, replayed through this form."""
+        film = FilmCondition(self._source)
+        out = []
+        for enroll, batches in _calibration_streams(self._source):
+            f = film(enroll)
+            ring = RingHistory(self.tap_sources)
+            *state, taps = self.init_state(1)
+            for k, chunk in enumerate(batches):
+                if k % se.CALIB_EVERY == 0:
+                    out.append((chunk, f, *state, taps))
+                y, *state, frames = self(chunk, f, *state, taps)
+                ring.push(frames)
+                taps = ring.taps()
+        return out
+
+
+class RingHistory:
+    """The caller's side of the ring contract, in torch (tests and calibration):
+    keeps the last `max lag` frame outputs and gathers the taps of the next call."""
+
+    def __init__(self, tap_sources: list[tuple[int, int]]):
+        self.sources = tap_sources
+        self.depth = max(lag for _, lag in tap_sources)
+        self.history: list[torch.Tensor] = []  # newest first
+
+    def taps(self) -> torch.Tensor:
+        if not self.history:
+            raise RuntimeError("no frames pushed yet: the first call takes init_state()'s taps")
+        zero = torch.zeros_like(self.history[0][:, 0])
+        rows = [self.history[lag - 1][:, row] if lag <= len(self.history) else zero
+                for row, lag in self.sources]
+        return torch.stack(rows, dim=1)
+
+    def push(self, frames: torch.Tensor) -> None:
+        self.history.insert(0, frames)
+        del self.history[self.depth:]
+
+
+def _calibration_streams(model: se.Extractor):
+    """(enrollment (1, ENROLL_SAMPLES), [chunk (1, CHUNK), ...]) per calibration stream."""
+    for enroll, mix in model.calibration_pairs():
+        yield enroll, [mix[:, k * se.CHUNK:(k + 1) * se.CHUNK]
+                       for k in range(mix.shape[1] // se.CHUNK)]
+
+
+def components(model: se.Extractor) -> dict:
+    """{name: (module, example_inputs)} of the NPU form, for export_pipeline."""
+    cond = FilmCondition(model)
+    ring = RingExtractor(model)
+    enroll = torch.randn(1, se.ENROLL_SAMPLES) * 0.1
+    with torch.no_grad():
+        film = cond(enroll)
+    chunk = torch.randn(1, se.CHUNK) * 0.1
+    return {"speaker_encoder": (cond, (enroll,)),
+            "extractor": (ring, (chunk, film, *ring.init_state(1)))}
