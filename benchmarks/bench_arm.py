@@ -1,6 +1,6 @@
 """The speech extractor on the Arm NPU targets: Vela's estimate and the fake-quant accuracy.
 
-For each target (and activation scheme) this exports the shipped speech extractor
+For each target (and activation scheme) this exports the speech extractor
 (hearable-npu: Ethos-U55-128 at 160 MHz; ethos-u85: U85-128 at 200 MHz), prints the
 manifest's Vela figures (cycles per 8 ms chunk, ms at the clock, SRAM/flash KiB, NPU
 op share) and the TOSA reference check, then measures SI-SDRi of the fake-quant model
@@ -8,12 +8,12 @@ op share) and the TOSA reference check, then measures SI-SDRi of the fake-quant 
 against fp32 on the corpus `eval_mixtures` (held-out voices, 0 dB SIR, 5 dB SNR).
 
     python benchmarks/bench_arm.py --targets hearable-npu ethos-u85 --n-eval 8 \
-        --activations a8w8 a8w4 --forms as-is film-hoisted
+        --activations a8w8 a16w8 --forms npu plain
 
-Forms: "as-is" exports the extractor graph unchanged (bar the equivalent NPU rewrites);
-"film-hoisted" moves the FiLM projection of the speaker embedding out of the per-chunk
-graph into the speaker-encoder side (targets/npu_rewrites.HoistedCondition): same
-function, a third fewer weights read per chunk.
+Forms: "npu" is what `avedge export speech-extractor --target hearable-npu` lowers
+(models/extractor_npu.py: FiLM hoisted into the run-once condition, LayerNorm affine
+folded into it, dilated history as ring-buffer taps); "plain" is the streaming
+extractor graph as it is (bar the equivalent Arm rewrites), for comparison.
 
 Cycle figures are Vela's compiler estimates, not measurements on silicon.
 """
@@ -33,24 +33,37 @@ import numpy as np
 import torch
 
 
-def stream_extract(step, model, mixture: torch.Tensor, speaker: torch.Tensor) -> torch.Tensor:
-    """Whole-utterance extraction through a one-chunk graph `step`, aligned like
+def stream(step, form, model, mixture: torch.Tensor, enrollment: torch.Tensor) -> torch.Tensor:
+    """Whole-utterance extraction through a one-chunk graph `step` of `form`, aligned like
     `speech_extractor.extract`: (1, L) -> (1, L)."""
+    from avedge.models import extractor_npu as npu
     from avedge.models import speech_extractor as se
 
     length = mixture.shape[1]
     n = -(-(length + se.LOOKAHEAD) // se.CHUNK) * se.CHUNK
     padded = torch.nn.functional.pad(mixture, (0, n - length))
-    state = model.init_state(1)
     outs = []
     with torch.no_grad():
+        if form == "npu":
+            ring = npu.RingExtractor(model)
+            cond = npu.FilmCondition(model)(enrollment)
+            history = npu.RingHistory(ring.tap_sources)
+            *state, taps = ring.init_state(1)
+        else:
+            cond, state = model.speaker_encoder(enrollment), list(model.init_state(1))
         for k in range(n // se.CHUNK):
-            out, *state = step(padded[:, k * se.CHUNK:(k + 1) * se.CHUNK], speaker, *state)
+            chunk = padded[:, k * se.CHUNK:(k + 1) * se.CHUNK]
+            if form == "npu":
+                out, *state, frames = step(chunk, cond, *state, taps)
+                history.push(frames)
+                taps = history.taps()
+            else:
+                out, *state = step(chunk, cond, *state)
             outs.append(out)
     return torch.cat(outs, dim=1)[:, se.LOOKAHEAD: se.LOOKAHEAD + length]
 
 
-def si_sdri(step, model, examples) -> float:
+def si_sdri(step, form, model, examples) -> float:
     from avedge.models import speech_extractor as se
 
     gains = []
@@ -58,11 +71,18 @@ def si_sdri(step, model, examples) -> float:
         mix = torch.from_numpy(np.asarray(e["mixture"], np.float32))[None]
         tgt = torch.from_numpy(np.asarray(e["target"], np.float32))[None]
         enr = se.fit_enrollment(torch.from_numpy(np.asarray(e["enrollment"], np.float32)))
-        with torch.no_grad():
-            emb = model.speaker_encoder(enr[None])
-        est = step(mix, emb) if step is not None else stream_extract(model, model, mix, emb)
+        est = stream(step, form, model, mix, enr[None])
         gains.append(float(se.si_sdr(est, tgt) - se.si_sdr(mix, tgt)))
     return float(np.mean(gains))
+
+
+def graph_of(form: str, model):
+    from avedge.models import extractor_npu as npu
+    from avedge.models import speech_extractor as se
+
+    if form == "npu":
+        return npu.components(model)["extractor"]
+    return model, se.example_inputs(model)
 
 
 def run(target_name: str, activations: str, form: str, model, examples,
@@ -71,21 +91,15 @@ def run(target_name: str, activations: str, form: str, model, examples,
     from avedge.quantize import Int8StaticConfig
     from avedge.targets import get_target
     from avedge.targets.lower_arm import quantize_for_ethos_u
-    from avedge.targets.npu_rewrites import HoistedCondition
 
     target = get_target(target_name)
     if activations != "a8w8":  # same board, int16 activations or int4 weights
         target = dataclasses.replace(target, precision=activations)
-    example = se.example_inputs(model)
-    graph, condition = model, (lambda emb: emb)
-    if form == "film-hoisted":  # FiLM projection once per enrollment, not per chunk
-        graph = HoistedCondition(model, "film")
-        example, condition = graph.example_inputs(example), graph.project
+    graph, example = graph_of(form, model)
     # Accuracy first: it stands even when the export below is refused.
     fq, _, _, _ = quantize_for_ethos_u(graph, example, target, Int8StaticConfig(),
                                        activations=activations)
-    fq_db = si_sdri(lambda mix, emb: stream_extract(fq, model, mix, condition(emb)), model,
-                    examples)
+    fq_db = si_sdri(fq, form, model, examples)
     t0 = time.perf_counter()
     try:
         with warnings.catch_warnings(record=True) as caught:
@@ -119,7 +133,7 @@ def main() -> None:
     p.add_argument("--targets", nargs="+", default=["hearable-npu", "ethos-u85"])
     p.add_argument("--activations", nargs="+", default=["a8w8"],
                    choices=["a8w8", "a16w8", "a8w4"])
-    p.add_argument("--forms", nargs="+", default=["as-is"], choices=["as-is", "film-hoisted"])
+    p.add_argument("--forms", nargs="+", default=["npu"], choices=["npu", "plain"])
     p.add_argument("--n-eval", type=int, default=8)
     p.add_argument("--bank", default=str(Path.home() / ".cache/avedge/voicebank"))
     p.add_argument("--weights", help="extractor weights (default: the shipped file; pass a "
@@ -134,7 +148,7 @@ def main() -> None:
     weights = args.weights or str(se.WEIGHTS_FILE)
     model = se.build(weights=weights)
     examples = eval_mixtures(args.bank, "test", n=args.n_eval)
-    fp32 = si_sdri(lambda mix, emb: se.extract(model, mix, emb), model, examples)
+    fp32 = si_sdri(model, "plain", model, examples)
     results = {"weights": weights, "n_eval": len(examples),
                "fp32_si_sdri_db": round(fp32, 3), "runs": []}
     print(f"fp32 SI-SDRi over {len(examples)} eval mixtures: {fp32:.3f} dB", flush=True)

@@ -7,8 +7,9 @@ the dilated-convolution history (`cat([state, x])` and the state's shift, 252 fr
 projection of a speaker embedding that is fixed for the whole stream. So for NPU
 targets the family exports two other graphs:
 
-* `FilmCondition` — speaker encoder + FiLM projection, run once per enrollment:
-  enrollment (B, 80000) -> film (B, blocks * 2 * d_model).
+* `FilmCondition` — speaker encoder + FiLM projection (with each block's LayerNorm
+  affine folded in), run once per enrollment: enrollment (B, 80000) -> film
+  (B, blocks * 2 * d_model) = per block [scale, shift].
 * `RingExtractor` — one chunk per call; the FiLM input is already projected, and each
   dilated block reads only the history frames its kernel taps (frame t - d, t - 2d)
   instead of carrying and shifting its whole window. The frames a call produces are
@@ -45,10 +46,20 @@ class FilmCondition(nn.Module):
         super().__init__()
         self.encoder = copy.deepcopy(model.speaker_encoder).eval()
         self.film = copy.deepcopy(model.film).eval()
+        # Each block's LayerNorm affine (w, b) folds into its FiLM: (n*w + b)*(1 + g) + beta
+        # = n*scale + shift, so the chunk graph normalises without an affine of its own.
+        self.register_buffer("ln_weight", torch.stack([b.norm.weight.detach() for b in model.blocks]))
+        self.register_buffer("ln_bias", torch.stack([b.norm.bias.detach() for b in model.blocks]))
         object.__setattr__(self, "_source", model)
 
     def forward(self, enrollment):
-        return self.film(self.encoder(enrollment))  # (B, N*2*D)
+        film = self.film(self.encoder(enrollment))  # (B, N*2*D): [gamma_0, beta_0, ...]
+        n, d = self.ln_weight.shape
+        film = film.reshape(-1, n, 2, d)
+        gamma = 1.0 + film[:, :, 0]
+        scale = self.ln_weight * gamma
+        shift = self.ln_bias * gamma + film[:, :, 1]
+        return torch.stack([scale, shift], dim=2).reshape(-1, n * 2 * d)  # [scale_0, shift_0, ...]
 
     @torch.no_grad()
     def calibration_inputs(self) -> list[tuple[torch.Tensor]]:
@@ -66,9 +77,13 @@ class RingExtractor(nn.Module):
     sample_rate = se.SAMPLE_RATE
     family = se.NAME
 
-    def __init__(self, model: se.Extractor):
+    def __init__(self, model: se.Extractor, power_floor: float | None = None):
         super().__init__()
         src = copy.deepcopy(model).eval()
+        # None: log(power + LOG_EPS) exactly as the extractor. A floor clamps the power
+        # first, so an int16 log table is never read in its steep first segment (the
+        # TOSA spec leaves a table slope over int16 undefined); see benchmarks/RESULTS.md.
+        self.power_floor = power_floor
         self.dims = src.dims
         self.stft, self.in_proj = src.stft, src.in_proj
         self.blocks = src.blocks
@@ -94,7 +109,11 @@ class RingExtractor(nn.Module):
         d = self.dims.d_model
         spec, stft_state = self.stft.analyze(chunk, stft_state)  # (B, 2F, 1)
         re, im = spec[:, :N_BINS], spec[:, N_BINS:]
-        logp = torch.log(re * re + im * im + se.LOG_EPS).transpose(1, 2)  # (B, 1, F)
+        power = re * re + im * im
+        if self.power_floor is None:
+            logp = torch.log(power + se.LOG_EPS).transpose(1, 2)  # (B, 1, F)
+        else:
+            logp = torch.log(torch.clamp(power, min=self.power_floor)).transpose(1, 2)
         x = self.in_proj(logp * se.FEATURE_SCALE)  # (B, 1, D)
         film = film[:, None, :]
         frames, t0 = [], 0
@@ -105,9 +124,9 @@ class RingExtractor(nn.Module):
             for j in range(k - 1):
                 h = h + taps[:, t0 + j: t0 + j + 1] * blk.dw[j]
             t0 += k - 1
-            gamma = 1.0 + film[:, :, 2 * i * d:(2 * i + 1) * d]
-            beta = film[:, :, (2 * i + 1) * d:(2 * i + 2) * d]
-            h = blk.norm(h) * gamma + beta
+            scale = film[:, :, 2 * i * d:(2 * i + 1) * d]
+            shift = film[:, :, (2 * i + 1) * d:(2 * i + 2) * d]
+            h = nn.functional.layer_norm(h, (d,), eps=blk.norm.eps) * scale + shift
             x = x + blk.fc2(blk.act(blk.fc1(h)))
         m = torch.tanh(self.out_proj(self.out_norm(x))).transpose(1, 2)  # (B, 2F, 1)
         mr, mi = m[:, :N_BINS], m[:, N_BINS:]

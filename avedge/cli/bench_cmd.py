@@ -1,6 +1,8 @@
 """avedge bench DIR [--backend B] [--runs N] [--json]: time one call of the graph
 (one chunk, for a streaming model) after warm-up; median and p90."""
 
+from pathlib import Path
+
 from avedge.cli.common import print_json, print_table, quiet_native_logs
 
 
@@ -25,9 +27,19 @@ def run(args) -> int:
         raise AvedgeError(f"--runs must be at least 1, got {args.runs}")
     if (estimate := _estimate_instead(args)) is not None:
         return estimate
-    loaded = load(args.artifact, backend=args.backend, threads=args.threads)
-    sessions = getattr(loaded, "sessions", None) or {"": loaded}
-    results = []
+    on_device = _device_only_components(args)
+    if on_device:  # a pipeline split between a host and an NPU: time what runs here
+        from avedge.runtime.manifest import read_manifest, verify_all
+
+        manifest = read_manifest(args.artifact)
+        verify_all(args.artifact, manifest)
+        sessions = {name: load(Path(args.artifact) / c["dir"], backend=args.backend,
+                               threads=args.threads)
+                    for name, c in manifest["components"].items() if name not in on_device}
+    else:
+        loaded = load(args.artifact, backend=args.backend, threads=args.threads)
+        sessions = getattr(loaded, "sessions", None) or {"": loaded}
+    results = [_estimate_row(name, m) for name, m in on_device.items()]
     for name, sess in sessions.items():
         r = bench_session(sess, runs=args.runs, warmup=args.warmup)
         budget = (sess.manifest.get("budgets") or {}).get("chunk_latency_ms")
@@ -40,12 +52,53 @@ def run(args) -> int:
         print_json(results[0] if len(results) == 1 else results)
     else:
         print_table([{**r, "median_ms": f"{r['median_ms']:.4f}", "p90_ms": f"{r['p90_ms']:.4f}"}
-                     for r in results],
+                     for r in results if r.get("measured", True)],
                     (["component"] if len(results) > 1 else [])
                     + ["backend", "median_ms", "p90_ms", "runs"]
                     + (["budget_ms", "within_budget"] if any("budget_ms" in r for r in results)
                        else []))
+        for r in results:
+            if not r.get("measured", True):
+                verdict = ("" if "budget_ms" not in r else
+                           f"; budget {r['budget_ms']:g} ms per chunk: "
+                           f"{'within' if r['within_budget'] else 'OVER'}")
+                print(f"component {r['component']}: not timed here ({r['why_not_measured']})"
+                      f"\n  {r['estimate_ms']:.4f} ms per call, {r['cycles']} cycles at "
+                      f"{r['clock_mhz']:g} MHz [{r['source']}]{verdict}")
     return 0
+
+
+def _device_only_components(args) -> dict:
+    """{name: manifest} of a pipeline's components that only a device can run (an
+    Ethos-U NPU graph); empty for a single graph or when --backend is given."""
+    from avedge.runtime.backends import backend_class
+    from avedge.runtime.manifest import read_manifest
+
+    m = read_manifest(args.artifact)
+    if m.get("kind") != "pipeline" or args.backend:
+        return {}
+    out = {}
+    for name, comp in m["components"].items():
+        cm = read_manifest(Path(args.artifact) / comp["dir"])
+        names = cm.get("backends", [])
+        if names and cm.get("npu_estimate") and all(
+                backend_class(n).unavailable_reason() for n in names):
+            out[name] = cm
+    return out
+
+
+def _estimate_row(name: str, m: dict) -> dict:
+    from avedge.runtime.backends import backend_class
+
+    est, backend = m["npu_estimate"], m["backends"][0]
+    row = {"component": name, "backend": backend, "measured": False,
+           "estimate_ms": est["inference_ms_at_clock"], "cycles": est["cycles_per_inference"],
+           "clock_mhz": est["clock_mhz"], "source": est["source"],
+           "why_not_measured": backend_class(backend).unavailable_reason()}
+    budget = (m.get("budgets") or {}).get("chunk_latency_ms")
+    if budget is not None and m.get("stream"):
+        row.update(budget_ms=budget, within_budget=est["inference_ms_at_clock"] <= budget)
+    return row
 
 
 def _estimate_instead(args) -> int | None:
