@@ -146,7 +146,7 @@ class RingExtractor(nn.Module):
             for k, chunk in enumerate(batches):
                 if k % se.CALIB_EVERY == 0:
                     out.append((chunk, f, *state, taps))
-                y, *state, frames = self(chunk, f, *state, taps)
+                _, *state, frames = self(chunk, f, *state, taps)
                 ring.push(frames)
                 taps = ring.taps()
         return out

@@ -32,7 +32,7 @@ class Int8DynamicConfig:
 
     def __post_init__(self):
         if not isinstance(self.per_channel, bool):
-            raise ValueError(f"per_channel must be a bool, got {self.per_channel!r}")
+            raise ValueError(f"per_channel must be a bool, got {self.per_channel!r}")  # noqa: TRY004
 
 
 @register_config
@@ -51,7 +51,7 @@ class Int8StaticConfig:
 
     def __post_init__(self):
         if not isinstance(self.per_channel, bool):
-            raise ValueError(f"per_channel must be a bool, got {self.per_channel!r}")
+            raise ValueError(f"per_channel must be a bool, got {self.per_channel!r}")  # noqa: TRY004
         if not (isinstance(self.calibration_batches, int) and self.calibration_batches >= 1):
             raise ValueError(f"calibration_batches must be an int >= 1, got "
                              f"{self.calibration_batches!r}")

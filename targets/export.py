@@ -94,7 +94,7 @@ def export(target, module, example_inputs, out_dir, recipe: str | None = None, *
             "parameters": sum(p.numel() for p in module.parameters()),
             "budgets": budget_report(target, files, extra_keys.get("npu_estimate")),
             "versions": versions(),
-            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "metric": metric,
             "extra": extra or {},
             **extra_keys,
@@ -139,7 +139,7 @@ def export_pipeline(target, components: dict, out_dir, recipe: str | None = None
             "components": parts,
             "files": files,
             "versions": versions(),
-            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "metric": metric,
             "extra": extra or {},
         }

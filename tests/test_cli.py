@@ -29,7 +29,7 @@ USER_MODEL = textwrap.dedent('''
 
 def _run(args, cwd=None):
     return subprocess.run(AVEDGE + args, capture_output=True, text=True, cwd=cwd,
-                          env={**os.environ, "PYTHONWARNINGS": "ignore"})
+                          env={**os.environ, "PYTHONWARNINGS": "ignore"}, check=False)
 
 
 @pytest.fixture(scope="module")

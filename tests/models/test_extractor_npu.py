@@ -71,7 +71,7 @@ def test_signature_records_the_ring_and_keeps_it_out_of_the_state_pairs():
 
 
 def test_signature_refuses_a_ring_tap_that_names_no_row():
-    ring, example = npu.components(tiny_model())["extractor"]
+    _, example = npu.components(tiny_model())["extractor"]
 
     class BadRing(npu.RingExtractor):
         @property

@@ -67,7 +67,6 @@ def test_registered_and_exportable():
 def test_exports_through_the_cpu_target(tmp_path):
     """~50 s on the shared 2-core box: lowers to .pte and .onnx; onnxruntime agrees."""
     import onnxruntime as ort
-
     from avedge.targets import get_target
 
     module = FR.build(FR.Dims(height=96, width=96))

@@ -50,5 +50,5 @@ def test_pt2_with_custom_ops_runs_in_a_fresh_process(gpu_artifact, tmp_path):
                        v_u=np.load(d + "/v_u.npy"))["output"]
         np.testing.assert_allclose(out, np.load(d + "/want.npy"), atol=1e-5)
     """)
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert r.returncode == 0, r.stderr[-2000:]

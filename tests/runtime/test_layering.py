@@ -31,5 +31,5 @@ def test_onnx_device_imports_neither_torch_nor_models(cpu_artifact, tmp_path):
                                                 "avedge.targets"))]
         assert not bad, bad
     """)
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert r.returncode == 0, r.stdout + r.stderr

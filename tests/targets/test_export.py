@@ -16,7 +16,7 @@ def test_cpu_artifact_manifest(cpu_artifact):
     assert {"model.pte", "model.onnx", "init_state.npz"} <= set(m["files"])
     for name, rec in m["files"].items():
         assert rec["sha256"] == sha256_file(cpu_artifact.path / name)
-    assert [s["name"] for s in m["inputs"]][0] == "chunk"
+    assert m["inputs"][0]["name"] == "chunk"
     assert m["stream"]["chunk_samples"] == 128 and m["stream"]["lookahead_samples"] == 32
     assert len(m["stream"]["state"]) == 3 and m["stream"]["conditions"] == []
     assert m["versions"]["torch"].startswith("2.13") and m["versions"]["executorch"]
