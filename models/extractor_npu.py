@@ -27,6 +27,7 @@ chunk by chunk, in PyTorch and through the runtime.
 from __future__ import annotations
 
 import copy
+import math
 
 import torch
 from avedge.models import speech_extractor as se
@@ -77,17 +78,21 @@ class RingExtractor(nn.Module):
     sample_rate = se.SAMPLE_RATE
     family = se.NAME
 
-    def __init__(self, model: se.Extractor, power_floor: float | None = None):
+    def __init__(self, model: se.Extractor, power_scale: float = 1.0):
         super().__init__()
         src = copy.deepcopy(model).eval()
-        # None: log(power + LOG_EPS) exactly as the extractor. A floor clamps the power
-        # first, so an int16 log table is never read in its steep first segment (the
-        # TOSA spec leaves a table slope over int16 undefined); see benchmarks/RESULTS.md.
-        self.power_floor = power_floor
+        # log(p + eps) = log(p/k + eps/k) + log k: the same function, but an int16 log
+        # table over [0, max p/k] with max p/k < 256 keeps its first segment's slope
+        # (from log(eps/k) to log(128 steps)) inside int16, which the TOSA spec requires
+        # (a larger slope is UNPREDICTABLE). `components` picks k from calibration.
         self.dims = src.dims
         self.stft, self.in_proj = src.stft, src.in_proj
         self.blocks = src.blocks
         self.out_norm, self.out_proj = src.out_norm, src.out_proj
+        self.power_scale = k = float(power_scale)
+        if k != 1.0:  # + log k after the log, folded into in_proj's bias (exactly)
+            with torch.no_grad():
+                self.in_proj.bias += se.FEATURE_SCALE * math.log(k) * self.in_proj.weight.sum(1)
         # Block i's kernel tap j (j < kernel - 1) reads its input from (kernel-1-j)*dil
         # calls ago; tap kernel-1 is the current frame, which the graph has itself.
         self.tap_sources = [(i, (b.kernel - 1 - j) * b.dilation)
@@ -110,10 +115,12 @@ class RingExtractor(nn.Module):
         spec, stft_state = self.stft.analyze(chunk, stft_state)  # (B, 2F, 1)
         re, im = spec[:, :N_BINS], spec[:, N_BINS:]
         power = re * re + im * im
-        if self.power_floor is None:
-            logp = torch.log(power + se.LOG_EPS).transpose(1, 2)  # (B, 1, F)
-        else:
-            logp = torch.log(torch.clamp(power, min=self.power_floor)).transpose(1, 2)
+        k = self.power_scale
+        if k == 1.0:
+            logp = torch.log(power + se.LOG_EPS)
+        else:  # log(p + eps) - log k; in_proj's bias adds log k back
+            logp = torch.log(power * (1.0 / k) + se.LOG_EPS / k)
+        logp = logp.transpose(1, 2)  # (B, 1, F)
         x = self.in_proj(logp * se.FEATURE_SCALE)  # (B, 1, D)
         film = film[:, None, :]
         frames, t0 = [], 0
@@ -181,10 +188,21 @@ def _calibration_streams(model: se.Extractor):
                        for k in range(mix.shape[1] // se.CHUNK)]
 
 
+def power_scale_for(model: se.Extractor) -> float:
+    """k = a power of two with (max calibration power) / k <= 128: see RingExtractor."""
+    peak = 0.0
+    with torch.no_grad():
+        for _, mix in model.calibration_pairs():
+            spec, _ = model.stft.analyze(mix, model.stft.init_state(1)[0])
+            re, im = spec[:, :N_BINS], spec[:, N_BINS:]
+            peak = max(peak, float((re * re + im * im).max()))
+    return float(2 ** max(0, math.ceil(math.log2(max(peak, 1e-12) / 128))))
+
+
 def components(model: se.Extractor) -> dict:
     """{name: (module, example_inputs)} of the NPU form, for export_pipeline."""
     cond = FilmCondition(model)
-    ring = RingExtractor(model)
+    ring = RingExtractor(model, power_scale_for(model))
     enroll = torch.randn(1, se.ENROLL_SAMPLES) * 0.1
     with torch.no_grad():
         film = cond(enroll)

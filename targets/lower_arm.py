@@ -290,14 +290,17 @@ def lower_ethos_u(job: LoweringJob) -> Lowered:
         # was quantized; shipping it would give wrong audio with no error on the device.
         raise AvedgeError(
             f"the lowered TOSA graph disagrees with the fake-quant model by "
-            f"{check['max_lsb_diff']} LSB (over {REFUSE_LSB:g}; the contract is "
+            f"{check['max_lsb8_diff']} steps of an 8-bit code (over {REFUSE_LSB:g}; "
+            f"{check['max_lsb_diff']} of the output's own LSB, contract "
             f"{check['lsb_limit']:g}) on {check['batches']} calibration inputs: the Arm "
             f"lowering got an op wrong")
     if not check["ok"]:
         warnings.warn(f"the TOSA graph differs from the fake-quant model by up to "
                       f"{check['max_lsb_diff']} LSB on {check['elements_off_by_a_step']} of "
-                      f"{check['elements']} output elements (rescale rounding compounding "
-                      f"through the graph's depth; contract {check['lsb_limit']:g} LSB)",
+                      f"{check['elements']} output elements ({check['max_lsb8_diff']} "
+                      f"steps of an 8-bit code; rescale rounding compounding through the "
+                      f"graph's depth, int16 table interpolation; contract "
+                      f"{check['lsb_limit']:g} LSB)",
                       stacklevel=2)
     report = {"int8_compute_ops": npu_ops, "float_compute_ops": 0,
               "activations": activations, "cpu_ops": estimate["cpu_ops"]}

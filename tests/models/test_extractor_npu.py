@@ -40,14 +40,15 @@ def stream_ring(ring, film, x, n_chunks):
     return torch.cat(outs, 1)
 
 
-def test_ring_form_streamed_equals_whole_utterance_extractor():
+@pytest.mark.parametrize("power_scale", [1.0, 16.0])
+def test_ring_form_streamed_equals_whole_utterance_extractor(power_scale):
     m = tiny_model()
     enroll = torch.randn(1, se.ENROLL_SAMPLES) * 0.1
     x = torch.randn(1, se.CHUNK * 40) * 0.2
     with torch.no_grad():
         whole = m(x, m.speaker_encoder(enroll), *m.init_state(1))[0]
         film = npu.FilmCondition(m)(enroll)
-    got = stream_ring(npu.RingExtractor(m), film, x, 40)
+    got = stream_ring(npu.RingExtractor(m, power_scale), film, x, 40)
     assert whole.abs().max() > 1e-3  # must not pass on silence
     assert (got - whole).abs().max() <= 1e-5
 
