@@ -92,7 +92,8 @@ def export(target, module, example_inputs, out_dir, recipe: str | None = None, *
             "stream": sig.stream,
             "token_rates": getattr(module, "token_rates", None),
             "parameters": sum(p.numel() for p in module.parameters()),
-            "budgets": budget_report(target, files, extra_keys.get("npu_estimate")),
+            "budgets": budget_report(target, files, extra_keys.get("npu_estimate"),
+                                     extra_keys.get("memory_plan")),
             "versions": versions(),
             "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "metric": metric,
@@ -184,13 +185,20 @@ def check_parity(manifest: dict) -> None:
                               f"the model uses an op the lowering gets wrong")
 
 
-def budget_report(target, files: dict, npu_estimate: dict | None = None) -> dict:
+def budget_report(target, files: dict, npu_estimate: dict | None = None,
+                  memory_plan: dict | None = None) -> dict:
     b = target.budgets
     model_bytes = max((r["bytes"] for r in files.values() if r["format"] in FORMAT_LOWERERS),
                       default=0)
     report = {"chunk_latency_ms": b.chunk_latency_ms, "ram_mb": b.ram_mb,
               "weights_mb": b.weights_mb, "model_file_mb": round(model_bytes / 2**20, 4)}
     report["weights_ok"] = b.weights_mb is None or report["model_file_mb"] <= b.weights_mb
+    if memory_plan is not None and b.ram_mb is not None:
+        # A device's RAM for the model: its .pte loaded whole (weights included) plus the
+        # planned activation arena; the runtime's own code and delegate scratch excluded.
+        pte = files.get("model.pte", {}).get("bytes", 0)
+        report["model_ram_mb"] = round((pte + memory_plan["activation_arena_bytes"]) / 2**20, 4)
+        report["ram_ok"] = report["model_ram_mb"] <= b.ram_mb
     if b.sram_kib is not None or b.flash_kib is not None:
         # Microcontroller budgets: Vela's SRAM/flash figures where there is an NPU
         # estimate, else (CMSIS-NN) the model file itself must fit the flash.

@@ -34,3 +34,17 @@ def lower_pte(module, example_inputs: tuple, recipe: Recipe, path: Path,
                                        compile_config=config)
     path.write_bytes(edge.to_executorch().buffer)
     return report
+
+
+def memory_plan(pte: bytes) -> dict:
+    """What a device must reserve for one method call besides the constant weights: the
+    planned activation arena (ExecuTorch's memory planning, summed over its buffers).
+    Delegate scratch (e.g. XNNPACK's workspace) is allocated by the delegate and not
+    included."""
+    from executorch.exir._serialize._program import deserialize_pte_binary
+
+    program = deserialize_pte_binary(pte)
+    program = getattr(program, "program", program)
+    plan = program.execution_plan[0]
+    return {"activation_arena_bytes": int(sum(plan.non_const_buffer_sizes)),
+            "note": "ExecuTorch planned arena; delegate scratch not included"}

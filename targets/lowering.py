@@ -34,11 +34,12 @@ class Lowered:
 
 
 def _pte(job: LoweringJob) -> Lowered:
-    from avedge.targets.lower_executorch import lower_pte
+    from avedge.targets.lower_executorch import lower_pte, memory_plan
 
     report = lower_pte(job.module, job.example_inputs, job.recipe, job.out_dir / "model.pte",
                        job.custom_ops)
-    return Lowered({"model.pte": "pte"}, report)
+    plan = memory_plan((job.out_dir / "model.pte").read_bytes())
+    return Lowered({"model.pte": "pte"}, report, {"memory_plan": plan})
 
 
 def _onnx(job: LoweringJob) -> Lowered:

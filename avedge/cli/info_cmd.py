@@ -57,6 +57,13 @@ def _describe_model(m: dict, indent: str = "  ") -> None:
 
         for line in format_estimate(m["npu_estimate"]):
             say(f"npu: {line}")
+    if m.get("memory_plan"):
+        b = m.get("budgets") or {}
+        ram = (f"; with the .pte: {b['model_ram_mb']:.3f} MB of the {b['ram_mb']:g} MB RAM "
+               f"budget" if "model_ram_mb" in b else "")
+        say(f"memory plan: activation arena "
+            f"{m['memory_plan']['activation_arena_bytes'] / 1024:.1f} KiB{ram} "
+            f"(delegate scratch not included)")
     if m.get("tosa_check"):
         t = m["tosa_check"]
         say(f"tosa check: max {t['max_lsb_diff']} LSB vs the fake-quant model over "

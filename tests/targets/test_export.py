@@ -83,3 +83,15 @@ def test_over_the_weights_budget_is_refused_with_figures(tmp_path):
         get_target("hearable").export(big, (torch.zeros(1, 1024),), tmp_path / "big",
                                       recipe="fp32")
     assert not (tmp_path / "big").exists()
+
+
+def test_pte_manifest_records_its_planned_memory_against_the_ram_budget(tmp_path, tiny_model):
+    model, example = tiny_model
+    art = get_target("hearable").export(model, example, tmp_path / "h")
+    arena = art.manifest["memory_plan"]["activation_arena_bytes"]
+    # at least the chunk in and out live in the arena (float32)
+    assert arena >= 2 * example[0].numel() * 4
+    b = art.manifest["budgets"]
+    pte = art.manifest["files"]["model.pte"]["bytes"]
+    assert b["model_ram_mb"] == round((pte + arena) / 2**20, 4)
+    assert b["ram_ok"] is (b["model_ram_mb"] <= b["ram_mb"])
