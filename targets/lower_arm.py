@@ -211,7 +211,7 @@ def quantize_for_ethos_u(module, example: tuple, target, cfg: Int8StaticConfig,
 
 def lower_ethos_u(job: LoweringJob) -> Lowered:
     from avedge.runtime.native_log import captured_stdout
-    from avedge.targets.tosa_check import REFUSE_LSB, tosa_check
+    from avedge.targets.tosa_check import REFUSE_LSB, REFUSE_RMS, tosa_check
     from avedge.targets.vela_report import (
         combine,
         delegate_figures,
@@ -292,8 +292,9 @@ def lower_ethos_u(job: LoweringJob) -> Lowered:
             f"the lowered TOSA graph disagrees with the fake-quant model by "
             f"{check['max_lsb8_diff']} steps of an 8-bit code (over {REFUSE_LSB:g}; "
             f"{check['max_lsb_diff']} of the output's own LSB, contract "
-            f"{check['lsb_limit']:g}) on {check['batches']} calibration inputs: the Arm "
-            f"lowering got an op wrong")
+            f"{check['lsb_limit']:g}), relative RMS difference per output "
+            f"{check['relative_rms_diff']} (over {REFUSE_RMS:g}), on {check['batches']} "
+            f"calibration inputs: the Arm lowering got an op wrong")
     if not check["ok"]:
         warnings.warn(f"the TOSA graph differs from the fake-quant model by up to "
                       f"{check['max_lsb_diff']} LSB on {check['elements_off_by_a_step']} of "

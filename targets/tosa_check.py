@@ -22,6 +22,7 @@ LSB_LIMIT = 1.0  # the contract: within one quantization step
 # 12-block speech extractor, on a few elements). A wrong op or scale is off by far
 # more, on most elements: export refuses above this.
 REFUSE_LSB = 16.0
+REFUSE_RMS = 0.05  # 5 % relative RMS difference on an output (a ~26 dB error floor)
 REFERENCE = "tosa_reference_model (tosa-tools) vs PT2E fake-quant PyTorch"
 
 
@@ -108,6 +109,7 @@ def tosa_check(edge_program, tosa_by_delegate: list, fake_quant, batches: list) 
     scales = _output_scales(edge_program)
     worst_lsb, worst_lsb8, worst_abs, mismatched, total = 0.0, 0.0, 0.0, 0, 0
     per_output = [0.0] * len(scales)
+    err2, ref2 = [0.0] * len(scales), [0.0] * len(scales)  # for the relative RMS error
     for batch in batches:
         try:
             got = run_with_tosa(edge_program, tosa_by_delegate, batch)
@@ -119,6 +121,8 @@ def tosa_check(edge_program, tosa_by_delegate: list, fake_quant, batches: list) 
         want = list(want) if isinstance(want, (tuple, list)) else [want]
         for i, (g, w) in enumerate(zip(got, want)):
             diff = float((g.double() - w.double()).abs().max()) if w.numel() else 0.0
+            err2[i] += float(((g.double() - w.double()) ** 2).sum())
+            ref2[i] += float((w.double() ** 2).sum())
             worst_abs = max(worst_abs, diff)
             if scales[i]:
                 step, levels = scales[i]
@@ -140,9 +144,15 @@ def tosa_check(edge_program, tosa_by_delegate: list, fake_quant, batches: list) 
         # The same difference in steps of an 8-bit code over the output's range: an
         # int16 table interpolates between 513 entries where fake-quant evaluates the
         # function exactly, so int16 outputs differ by many of their own (256x finer)
-        # steps without the lowering being wrong. Gross = over REFUSE_LSB 8-bit steps.
+        # steps without the lowering being wrong.
         "max_lsb8_diff": round(worst_lsb8, 4),
+        "relative_rms_diff": [round((e / r) ** 0.5, 6) if r else 0.0
+                              for e, r in zip(err2, ref2)],
         "lsb_limit": LSB_LIMIT,
         "ok": worst_lsb <= LSB_LIMIT + 1e-6,
-        "gross": worst_lsb8 > REFUSE_LSB,
+        # A wrong op or scale is off on most elements, by a lot: over REFUSE_LSB 8-bit
+        # steps somewhere *and* a relative RMS difference over REFUSE_RMS on an output.
+        # Rounding and table interpolation are off by a few steps on a few elements.
+        "gross": worst_lsb8 > REFUSE_LSB and any(
+            r and (e / r) ** 0.5 > REFUSE_RMS for e, r in zip(err2, ref2)),
     }
