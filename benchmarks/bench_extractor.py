@@ -190,6 +190,13 @@ def quality(arts: dict[str, Path], n: int, baselines: bool, seed: int) -> dict:
     return results
 
 
+def model_ram(art: Path) -> dict:
+    """The hearable extractor's own RAM as its manifest records it (see targets/export)."""
+    m = json.loads((art / "extractor" / "manifest.json").read_text())
+    return {"arena_kib": m["memory_plan"]["activation_arena_bytes"] / 1024,
+            "model_ram_mb": m["budgets"]["model_ram_mb"], "ram_mb": m["budgets"]["ram_mb"]}
+
+
 def markdown(res: dict) -> str:
     """The `## Speech extractor` section of benchmarks/RESULTS.md from a results dict."""
     p = res["params"]
@@ -206,7 +213,12 @@ def markdown(res: dict) -> str:
         f"{res['chunk_ms']:.0f} ms + lookahead {res['algorithmic_latency_ms'] - res['chunk_ms']:.0f}"
         " ms)."),
         "- Peak RAM (fresh process: load the hearable artifact, stream 10 s): " + ", ".join(
-            f"{k} {v:.0f} MB" for k, v in res["peak_ram_mb"].items()) + ".",
+            f"{k} {v:.0f} MB" for k, v in res["peak_ram_mb"].items()) + " (Python, numpy and "
+        "the runtimes' modules included).",
+        (f"- Model RAM on a device (hearable extractor `.pte` loaded whole + ExecuTorch's "
+        f"planned activation arena {res['model_ram']['arena_kib']:.1f} KiB; XNNPACK scratch "
+        f"not included): {res['model_ram']['model_ram_mb']:.2f} MB of the "
+        f"{res['model_ram']['ram_mb']:g} MB budget."),
         "",
         "| artifact | recipe | backend | per-chunk median (ms) | p90 (ms) | RTF | model file (KiB) |",
         "| --- | --- | --- | --- | --- | --- | --- |",
@@ -267,6 +279,7 @@ def main(argv=None) -> int:
         "speed": speed(arts, args.runs),
         "peak_ram_mb": {"hearable/executorch": peak_ram_mb(arts["hearable"], "executorch"),
                         "hearable/onnxruntime": peak_ram_mb(arts["hearable"], "onnxruntime")},
+        "model_ram": model_ram(arts["hearable"]),
     }
     for row in res["speed"]:
         print(f"{row['artifact']:9s} {row['recipe']:12s} {row['backend']:11s} median "

@@ -32,7 +32,8 @@ def lower(ring, example, activations: str):
     from executorch.backends.arm.tosa.backend import arm_get_first_delegation_tag
     from executorch.exir import to_edge_transform_and_lower
 
-    target = dataclasses.replace(get_target("hearable-npu"), precision=activations)
+    precision = "int8" if activations == "a8w8" else activations  # the target line says int8
+    target = dataclasses.replace(get_target("hearable-npu"), precision=precision)
     work = Path(tempfile.mkdtemp(prefix="avedge-tosa-score-"))
     spec = ethos_u_spec(target, work)
     fq, _, _, _ = quantize_for_ethos_u(ring, example, target, Int8StaticConfig(), spec)
