@@ -337,8 +337,9 @@ def save_weights(model: Extractor, path: str | Path, meta: dict | None = None) -
     """Extractor + speaker encoder in one safetensors file (dims in its metadata), atomically."""
     from safetensors.torch import save_file
 
-    tensors = {f"extractor.{k}": v.detach().contiguous() for k, v in model.state_dict().items()}
-    tensors.update({f"speaker_encoder.{k}": v.detach().contiguous()
+    tensors = {f"extractor.{k}": v.detach().cpu().contiguous()
+               for k, v in model.state_dict().items()}
+    tensors.update({f"speaker_encoder.{k}": v.detach().cpu().contiguous()
                     for k, v in model.speaker_encoder.state_dict().items()})
     metadata = {"family": NAME, "dims": json.dumps(asdict(model.dims))}
     metadata.update({k: str(v) for k, v in (meta or {}).items()})

@@ -59,6 +59,7 @@ class TrainConfig:
     checkpoint_minutes: float = 5.0
     minutes: float | None = None  # wall budget of this invocation
     threads: int = 2
+    device: str = "cpu"  # e.g. "cuda" on a GPU machine; checkpoints load on either
     dims: dict = field(default_factory=lambda: asdict(se.Dims()))
 
     def paths(self) -> tuple[Path, Path, Path]:
@@ -214,6 +215,7 @@ def evaluate(model: se.Extractor, examples: list[dict], batch: int = 16) -> dict
     """SI-SDR / SI-SDRi (dB) over a list of {"mixture", "target", "enrollment"} dicts."""
     model.eval()
     model.speaker_encoder.eval()
+    dev = next(model.parameters()).device
     s_out, s_in = [], []
     for k in range(0, len(examples), batch):
         exs = examples[k: k + batch]
@@ -222,6 +224,7 @@ def evaluate(model: se.Extractor, examples: list[dict], batch: int = 16) -> dict
         tgt = torch.from_numpy(np.stack([e["target"][:n] for e in exs]).astype(np.float32))
         enr = torch.stack([se.fit_enrollment(torch.from_numpy(
             np.ascontiguousarray(e["enrollment"], np.float32))) for e in exs])
+        mix, tgt, enr = mix.to(dev), tgt.to(dev), enr.to(dev)
         est = se.extract(model, mix, model.speaker_encoder(enr))
         s_out.append(se.si_sdr(est, tgt))
         s_in.append(se.si_sdr(mix, tgt))
@@ -260,11 +263,14 @@ def train(cfg: TrainConfig, data=None, fresh: bool = False, progress: bool = Tru
     # Speaker-ID head on the embedding (cosine logits): trains the encoder to tell voices
     # apart from the first step, instead of only through the extraction loss.
     spk_head = torch.nn.Linear(dims.speaker.emb_dim, max(1, n_classes), bias=False)
+    dev = torch.device(cfg.device)
+    for m in (model, enc, spk_head):  # the encoder is not a submodule of the extractor
+        m.to(dev)
     params = list(model.parameters()) + list(enc.parameters()) + list(spk_head.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     state = {"step": 0, "samples": 0, "train_seconds": 0.0, "history": [], "sessions": 0}
     if ckpt_path.exists() and not fresh:
-        ck = torch.load(ckpt_path, weights_only=False)
+        ck = torch.load(ckpt_path, weights_only=False, map_location=dev)
         model.load_state_dict(ck["model"])
         enc.load_state_dict(ck["encoder"])
         spk_head.load_state_dict(ck["spk_head"])
@@ -329,7 +335,7 @@ def train(cfg: TrainConfig, data=None, fresh: bool = False, progress: bool = Tru
                 log(f"time budget of {cfg.minutes} min reached")
                 break
             step = state["step"]
-            mix, tgt, enr, labels = pending.result()
+            mix, tgt, enr, labels = (t.to(dev) for t in pending.result())
             pending = fetch(step + 1)
             t0 = time.time()
             model.train()

@@ -32,6 +32,7 @@ def register(sub):
     p.add_argument("--seed", type=int, help="corpus / init seed")
     p.add_argument("--minutes", type=float, help="stop (and checkpoint) after this wall time")
     p.add_argument("--threads", type=int, help="torch threads")
+    p.add_argument("--device", help="torch device to train on (default cpu; e.g. cuda)")
     p.add_argument("--holdout-synth", help="synthesizer kept out of training ('none' for none)")
     p.add_argument("--dims", help="JSON of model dimensions (default: the reference size)")
     p.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint")
@@ -50,7 +51,7 @@ def run(args) -> int:
     cfg = mod.TrainConfig()
     fields = {f.name for f in dataclasses.fields(cfg)}
     updates = {}
-    for name in ("steps", "batch", "lr", "seed", "minutes", "threads"):
+    for name in ("steps", "batch", "lr", "seed", "minutes", "threads", "device"):
         if getattr(args, name) is not None and name in fields:
             updates[name] = getattr(args, name)
     if args.holdout_synth is not None and "holdout_synth" in fields:

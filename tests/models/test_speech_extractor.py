@@ -241,3 +241,16 @@ def test_calibration_inputs_are_real_stream_states():
 def test_component_recipes_follow_precision():
     assert se.component_recipes("int8") == {"speaker_encoder": "fp32", "extractor": "int8"}
     assert se.component_recipes("fp32") == {"speaker_encoder": "fp32"}
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs an NVIDIA GPU (CUDA)")
+def test_training_on_cuda_resumes_on_cpu(tmp_path):
+    out = tmp_path / "w.safetensors"
+    cfg = tr.TrainConfig(corpus="unused", out=str(out), steps=6, batch=4, seconds=1.0,
+                         warmup=2, eval_every=6, eval_n=4, threads=1, dims=asdict(TINY),
+                         holdout_synth=None, device="cuda")
+    rec = tr.train(cfg, data=ToneVoices(), progress=False, log=lambda *a: None)
+    assert rec["steps"] == 6 and se.load_weights(out).dims == TINY
+    cpu = tr.TrainConfig(**{**cfg.__dict__, "steps": 8, "device": "cpu"})
+    assert tr.train(cpu, data=ToneVoices(), progress=False, log=lambda *a: None)["steps"] == 8
