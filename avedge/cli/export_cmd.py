@@ -34,9 +34,10 @@ def export_model(model, target, out, recipe: str | None = None, allow_over_budge
                              family=model.family, allow_over_budget=allow_over_budget)
     fam = model.family_module
     recipes = fam.component_recipes(target.precision, recipe)
-    if target.npu and hasattr(fam, "npu_components"):
-        # The family's NPU form (same function, graphs shaped for a batch-1 NPU); every
-        # graph takes the target's integer recipe: the board runs nothing in float.
+    if (target.npu or target.budgets.flash_kib is not None) and hasattr(fam, "npu_components"):
+        # A microcontroller board (NPU or CMSIS-NN): the family's NPU form (same function,
+        # graphs shaped for batch-1 integer hardware); run-once parts may go to the
+        # paired phone (NPU_COMPONENT_TARGETS), the rest take the board's integer recipe.
         components = fam.npu_components(model.module)
         recipes, targets = {}, getattr(fam, "NPU_COMPONENT_TARGETS", {})
     else:
