@@ -86,3 +86,16 @@ def test_info_and_bench_describe_both_sides(npu_artifact, capsys):
     assert rows["extractor"]["measured"] is False and rows["extractor"]["estimate_ms"] > 0
     assert rows["extractor"]["budget_ms"] == 1.0
     assert rows["speaker_encoder"]["median_ms"] > 0  # timed on this host
+
+
+def test_cmsis_nn_board_takes_the_same_split(tmp_path):
+    torch.manual_seed(0)
+    m = se.Extractor(TINY).eval()
+    model = ResolvedModel(m, tuple(se.example_inputs(m)), se.NAME, se)
+    art = export_model(model, get_target("cortex-m55"), tmp_path / "m55", allow_over_budget=True)
+    comps = art.manifest["components"]
+    assert comps["speaker_encoder"]["target"] == "cpu"
+    assert comps["extractor"]["target"] == "cortex-m55"
+    man = json.loads((tmp_path / "m55" / "extractor" / "manifest.json").read_text())
+    assert man["stream"]["rings"][0]["input"] == "taps"
+    assert man["quantization"]["pte-cortex-m"]["int8_compute_ops"] > 0
