@@ -126,11 +126,11 @@ class RingExtractor(nn.Module):
         frames, t0 = [], 0
         for i, blk in enumerate(self.blocks):
             frames.append(x)
-            k = blk.kernel
-            h = x * blk.dw[k - 1]
-            for j in range(k - 1):
+            last = blk.kernel - 1  # the current frame's tap; the others come from the ring
+            h = x * blk.dw[last]
+            for j in range(last):
                 h = h + taps[:, t0 + j: t0 + j + 1] * blk.dw[j]
-            t0 += k - 1
+            t0 += last
             scale = film[:, :, 2 * i * d:(2 * i + 1) * d]
             shift = film[:, :, (2 * i + 1) * d:(2 * i + 2) * d]
             h = nn.functional.layer_norm(h, (d,), eps=blk.norm.eps) * scale + shift
@@ -160,8 +160,9 @@ class RingExtractor(nn.Module):
 
 
 class RingHistory:
-    """The caller's side of the ring contract, in torch (tests and calibration):
-    keeps the last `max lag` frame outputs and gathers the taps of the next call."""
+    """The caller's side of the ring contract, in torch (tests and calibration): keeps
+    the last `max lag` frame outputs and gathers the taps of the next call. The runtime's
+    numpy twin is runtime/ring_state.py (models do not import the runtime)."""
 
     def __init__(self, tap_sources: list[tuple[int, int]]):
         self.sources = tap_sources
