@@ -12,8 +12,8 @@
     >>> stream.reset()                    # ready for the next utterance
 
 The model's state lives here (passed explicitly in and out of the graph each chunk),
-never in the session; history kept as a ring buffer (manifest `rings`, see
-runtime/ring_state.py) lives here too. A model with lookahead L emits output delayed by L samples;
+never in the session; so does history kept as a ring buffer (manifest `rings`, see
+runtime/ring_state.py). A model with lookahead L emits output delayed by L samples;
 the stream drops those first L samples and flushes L zeros at finish(), so output
 sample n is aligned with input sample n. Chunks of any size are buffered; a chunk
 with the wrong channel layout, a non-float dtype or non-finite values is refused
@@ -56,6 +56,7 @@ class Stream:
         self._rings = [(RingState(r, tuple(out_by_name[r["output"]]["shape"]),
                                   np.dtype(out_by_name[r["output"]]["dtype"])),
                         out_names.index(r["output"])) for r in spec.get("rings", [])]
+        self._ring_by_input = {ring.input: ring for ring, _ in self._rings}
         self._conditions = self._check_conditions(conditions or {}, by_name)
         self.chunk_ms: list[float] = []  # compute time of every chunk run, for reports
         self.reset()
@@ -131,15 +132,14 @@ class Stream:
 
     def _run_chunk(self, chunk: np.ndarray) -> None:
         arrays = []
-        rings = {ring.input: ring for ring, _ in self._rings}
         for spec in self.session.inputs:
             name = spec["name"]
             if name == self.spec["input"]:
                 arrays.append(np.ascontiguousarray(chunk))
             elif name in self._state:
                 arrays.append(self._state[name])
-            elif name in rings:
-                arrays.append(rings[name].taps())
+            elif name in self._ring_by_input:
+                arrays.append(self._ring_by_input[name].taps())
             else:
                 arrays.append(self._conditions[name])
         t0 = time.perf_counter()

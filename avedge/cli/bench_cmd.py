@@ -90,13 +90,20 @@ def _device_only_components(args) -> dict:
 def _estimate_row(name: str, m: dict) -> dict:
     from avedge.runtime.backends import backend_class
 
-    est, backend = m["npu_estimate"], m["backends"][0]
-    row = {"component": name, "backend": backend, "measured": False,
-           "estimate_ms": est["inference_ms_at_clock"], "cycles": est["cycles_per_inference"],
-           "clock_mhz": est["clock_mhz"], "source": est["source"],
-           "why_not_measured": backend_class(backend).unavailable_reason()}
+    backend = m["backends"][0]
+    # In a pipeline the per-chunk budget binds only the streaming component.
+    return {"component": name, **_estimate_fields(
+        m, backend, backend_class(backend).unavailable_reason(), bool(m.get("stream")))}
+
+
+def _estimate_fields(m: dict, backend: str, why: str, budget_applies: bool = True) -> dict:
+    """The manifest's NPU estimate as a bench result, labelled as not measured."""
+    est = m["npu_estimate"]
+    row = {"backend": backend, "estimate_ms": est["inference_ms_at_clock"],
+           "cycles": est["cycles_per_inference"], "clock_mhz": est["clock_mhz"],
+           "source": est["source"], "measured": False, "why_not_measured": why}
     budget = (m.get("budgets") or {}).get("chunk_latency_ms")
-    if budget is not None and m.get("stream"):
+    if budget is not None and budget_applies:
         row.update(budget_ms=budget, within_budget=est["inference_ms_at_clock"] <= budget)
     return row
 
@@ -119,12 +126,8 @@ def _estimate_instead(args) -> int | None:
         raise BackendUnavailableError(f"cannot time {args.artifact} here ({reasons[0]}); {note}")
     from avedge.targets.vela_report import format_estimate
 
-    budget = (m.get("budgets") or {}).get("chunk_latency_ms")
-    result = {"backend": names[0], "estimate_ms": est["inference_ms_at_clock"],
-              "cycles": est["cycles_per_inference"], "clock_mhz": est["clock_mhz"],
-              "source": est["source"], "measured": False, "why_not_measured": reasons[0]}
-    if budget is not None:
-        result.update(budget_ms=budget, within_budget=est["inference_ms_at_clock"] <= budget)
+    result = _estimate_fields(m, names[0], reasons[0])
+    budget = result.get("budget_ms")
     if args.json:
         print_json(result)
         return 0
