@@ -14,7 +14,7 @@ import importlib
 import json
 
 from avedge.cli.common import print_json, quiet_native_logs
-from avedge.runtime.errors import UnknownNameError
+from avedge.runtime.errors import AvedgeError, UnknownNameError
 
 TRAINERS = {
     "speech-extractor": "avedge.models.training_extractor",
@@ -66,6 +66,8 @@ def run(args) -> int:
         updates["out"] = args.out
     if args.dims:
         updates["dims"] = {**cfg.dims, **json.loads(args.dims)}
+    if args.device is not None:
+        _check_device(args.device)
     cfg = dataclasses.replace(cfg, **updates)
     if args.eval_only:
         rec = mod.final_eval(cfg)
@@ -74,3 +76,17 @@ def run(args) -> int:
     if args.json:
         print_json(rec)
     return 0
+
+
+def _check_device(name: str) -> None:
+    """Fail before loading the corpus on a device name torch does not know or lacks here."""
+    import torch
+
+    try:
+        dev = torch.device(name)
+    except RuntimeError as exc:
+        raise AvedgeError(f"--device {name!r} is not a torch device ({exc}); use cpu or "
+                          f"cuda[:N]") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise AvedgeError(f"--device {name!r}: this machine has no CUDA GPU (torch "
+                          f"{torch.__version__}); use cpu")

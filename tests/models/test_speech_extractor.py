@@ -254,3 +254,12 @@ def test_training_on_cuda_resumes_on_cpu(tmp_path):
     assert rec["steps"] == 6 and se.load_weights(out).dims == TINY
     cpu = tr.TrainConfig(**{**cfg.__dict__, "steps": 8, "device": "cpu"})
     assert tr.train(cpu, data=ToneVoices(), progress=False, log=lambda *a: None)["steps"] == 8
+
+
+def test_train_refuses_an_unknown_device_before_reading_the_corpus(tmp_path, capsys):
+    from avedge.cli import main
+
+    assert main(["train", "speech-extractor", "--device", "tpu", "--corpus",
+                 str(tmp_path / "none"), "--out", str(tmp_path / "w.safetensors")]) == 2
+    err = capsys.readouterr().err
+    assert "--device 'tpu' is not a torch device" in err and "cpu or cuda" in err
