@@ -68,6 +68,22 @@ class FilmCondition(nn.Module):
         return [(enroll,) for enroll, _ in self._source.calibration_pairs()]
 
 
+def log_power(re: torch.Tensor, im: torch.Tensor, k: float = 1.0) -> torch.Tensor:
+    """log(|X|^2 + eps) - log k (`RingExtractor` adds log k back in in_proj's bias)."""
+    return torch.log((re * re + im * im) * (1.0 / k) + se.LOG_EPS / k)
+
+
+class WholeUtterance(nn.Module):
+    """`RingExtractor.utterance` as a module's forward: (mixture, film) -> out."""
+
+    def __init__(self, ring: RingExtractor):
+        super().__init__()
+        self.ring = ring
+
+    def forward(self, mixture, film):
+        return self.ring.utterance(mixture, film)
+
+
 class RingExtractor(nn.Module):
     """`Extractor` for one chunk per call, FiLM hoisted, dilated history as ring taps."""
 
@@ -88,6 +104,8 @@ class RingExtractor(nn.Module):
         self.dims = src.dims
         self.stft, self.in_proj = src.stft, src.in_proj
         self.blocks = src.blocks
+        for blk in self.blocks:  # folded into FilmCondition's scale and shift, unused here
+            blk.norm.requires_grad_(False)
         self.out_norm, self.out_proj = src.out_norm, src.out_proj
         self.power_scale = k = float(power_scale)
         if k != 1.0:  # + log k after the log, folded into in_proj's bias (exactly)
@@ -111,35 +129,56 @@ class RingExtractor(nn.Module):
         return stft_state, ola_state, taps
 
     def forward(self, chunk, film, stft_state, ola_state, taps):
-        d = self.dims.d_model
         spec, stft_state = self.stft.analyze(chunk, stft_state)  # (B, 2F, 1)
+        t0 = [0]
+
+        def ring_taps(blk, x):  # this call's taps of the block, from the ring
+            last = blk.kernel - 1
+            out = [taps[:, t0[0] + j: t0[0] + j + 1] for j in range(last)]
+            t0[0] += last
+            return out
+
+        y_spec, frames = self._frames(spec, film, ring_taps)
+        out, ola_state = self.stft.synthesize(y_spec, ola_state)
+        return out, stft_state, ola_state, torch.cat(frames, dim=1)  # frames (B, N, D)
+
+    def utterance(self, mixture, film):
+        """The same function over a whole utterance from a zero state (the ring's initial
+        state), with the taps as delayed frames: (B, 128k), (B, 2ND) -> (B, 128k). The
+        graph training sees (e.g. quantization-aware) has the ops of `forward`, T frames
+        at a time."""
+        stft_state, ola_state, _ = self.init_state(mixture.shape[0])
+        spec, _ = self.stft.analyze(mixture, stft_state)  # (B, 2F, T)
+
+        def delayed_taps(blk, x):  # x (B, T, D) delayed by each tap's lag, zeros before
+            t, last = x.shape[1], blk.kernel - 1
+            return [nn.functional.pad(x, (0, 0, (last - j) * blk.dilation, 0))[:, :t]
+                    for j in range(last)]
+
+        y_spec, _ = self._frames(spec, film, delayed_taps)
+        return self.stft.synthesize(y_spec, ola_state)[0]
+
+    def _frames(self, spec, film, taps_of):
+        """spec (B, 2F, T) -> masked spec (B, 2F, T), each block's input frames."""
+        d = self.dims.d_model
         re, im = spec[:, :N_BINS], spec[:, N_BINS:]
-        power = re * re + im * im
-        k = self.power_scale
-        if k == 1.0:
-            logp = torch.log(power + se.LOG_EPS)
-        else:  # log(p + eps) - log k; in_proj's bias adds log k back
-            logp = torch.log(power * (1.0 / k) + se.LOG_EPS / k)
-        logp = logp.transpose(1, 2)  # (B, 1, F)
-        x = self.in_proj(logp * se.FEATURE_SCALE)  # (B, 1, D)
+        logp = log_power(re, im, self.power_scale).transpose(1, 2)  # (B, T, F)
+        x = self.in_proj(logp * se.FEATURE_SCALE)  # (B, T, D)
         film = film[:, None, :]
-        frames, t0 = [], 0
+        frames = []
         for i, blk in enumerate(self.blocks):
             frames.append(x)
-            last = blk.kernel - 1  # the current frame's tap; the others come from the ring
+            last = blk.kernel - 1  # the current frame's tap; the others are history
             h = x * blk.dw[last]
-            for j in range(last):
-                h = h + taps[:, t0 + j: t0 + j + 1] * blk.dw[j]
-            t0 += last
+            for j, tap in enumerate(taps_of(blk, x)):
+                h = h + tap * blk.dw[j]
             scale = film[:, :, 2 * i * d:(2 * i + 1) * d]
             shift = film[:, :, (2 * i + 1) * d:(2 * i + 2) * d]
             h = nn.functional.layer_norm(h, (d,), eps=blk.norm.eps) * scale + shift
             x = x + blk.fc2(blk.act(blk.fc1(h)))
-        m = torch.tanh(self.out_proj(self.out_norm(x))).transpose(1, 2)  # (B, 2F, 1)
+        m = torch.tanh(self.out_proj(self.out_norm(x))).transpose(1, 2)  # (B, 2F, T)
         mr, mi = m[:, :N_BINS], m[:, N_BINS:]
-        y_spec = torch.cat([mr * re - mi * im, mr * im + mi * re], dim=1)
-        out, ola_state = self.stft.synthesize(y_spec, ola_state)
-        return out, stft_state, ola_state, torch.cat(frames, dim=1)  # frames (B, N, D)
+        return torch.cat([mr * re - mi * im, mr * im + mi * re], dim=1), frames
 
     @torch.no_grad()
     def calibration_inputs(self) -> list[tuple[torch.Tensor, ...]]:

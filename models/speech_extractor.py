@@ -49,6 +49,9 @@ CHUNK = HOP  # 128 samples = 8 ms at 16 kHz
 LOG_EPS = 1e-6
 FEATURE_SCALE = 0.1  # log-power features ~ [-14, 8] -> ~[-1.4, 0.8]
 WEIGHTS_FILE = Path(__file__).parent / "weights" / "speech_extractor.safetensors"
+# The same model fitted to the hearable NPU: MLPs pruned, fine-tuned quantization-aware
+# (models/training_extractor_npu.py). NPU targets export it when it exists.
+NPU_WEIGHTS_FILE = Path(__file__).parent / "weights" / "speech_extractor_npu.safetensors"
 # 3 mixtures (3 s, 0 dB SIR, 5 dB SNR) + enrollments from the corpus *val* split, int16:
 # the activations static int8 calibrates on (see Extractor.calibration_inputs).
 CALIB_FILE = Path(__file__).parent / "weights" / "speech_extractor_calib.npz"

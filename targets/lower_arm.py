@@ -20,7 +20,6 @@ Neither .pte runs on this host (it needs a cross-built runtime on an FVP or boar
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import sys
 import tempfile
@@ -32,6 +31,7 @@ import torch
 from avedge.quantize import Int8StaticConfig
 from avedge.quantize.calibration import calibration_inputs
 from avedge.runtime.errors import AvedgeError
+from avedge.targets.arm_precision import ACTIVATIONS
 from avedge.targets.lowering import Lowered, LoweringJob
 
 # Edge ops that are plumbing, not model operators: never counted in the op split.
@@ -40,10 +40,6 @@ _QDQ = ("quantize_per_tensor", "dequantize_per_tensor", "quantize_per_channel",
         "dequantize_per_channel")
 _LAYOUT = ("unsqueeze_copy", "squeeze_copy", "select_copy", "view_copy", "permute_copy",
            "clone_dim_order", "to_dim_order_copy", "alloc")
-# Precision -> which Arm quantization config the target's "int8" means.
-# "a16w8": int16 activations where int8 loses accuracy; "a8w4": int4 weights, half the
-# flash traffic per inference (a batch-1 NPU reads every weight once per chunk).
-ACTIVATIONS = {"int8": "a8w8", "a16w8": "a16w8", "a8w4": "a8w4"}
 
 
 class NpuUnsupportedError(AvedgeError):
@@ -178,32 +174,20 @@ def quantize_for_ethos_u(module, example: tuple, target, cfg: Int8StaticConfig,
     """NPU rewrites + PT2E calibration with the Ethos-U quantizer.
 
     -> (fake-quant GraphModule, calibration batches, rewrites applied, activation scheme).
-    The GraphModule is the model as the NPU computes it, simulated in float: what the
-    TOSA check compares against and what accuracy (e.g. SI-SDRi) is measured on.
+    The GraphModule is what gets lowered; `arm_precision.as_npu_computes(it)` is the
+    model as the NPU computes it (its int16 tables interpolated), simulated in float: what
+    the TOSA check compares against and what accuracy (e.g. SI-SDRi) is measured on.
     """
+    from avedge.targets.arm_precision import ethos_u_quantizer
     from avedge.targets.npu_rewrites import for_npu
-    from executorch.backends.arm.quantizer import (
-        EthosUQuantizer,
-        get_symmetric_a16w8_quantization_config,
-        get_symmetric_quantization_config,
-    )
-    from executorch.backends.arm.quantizer.arm_quantizer import (
-        get_symmetric_a8w4_quantization_config,
-    )
 
     activations = activations or ACTIVATIONS.get(target.precision)
     if activations not in ACTIVATIONS.values():
         raise AvedgeError(f"target {target.name!r} has precision {target.precision!r}; the "
-                          f"Ethos-U lowering accepts {', '.join(ACTIVATIONS)}")
+                          f"Ethos-U lowering accepts {', '.join(sorted(set(ACTIVATIONS)))}")
     spec = spec or ethos_u_spec(target)
     rewritten, rewrites = for_npu(module, example)
-    quantizer = EthosUQuantizer(spec)
-    configs = {"a8w8": get_symmetric_quantization_config,
-               "a16w8": get_symmetric_a16w8_quantization_config,
-               # a8w4 defaults to QAT fake-quant observers, which turn a zero state
-               # tensor's (scale 0) calibration into NaN: calibrate it like the others.
-               "a8w4": functools.partial(get_symmetric_a8w4_quantization_config, is_qat=False)}
-    quantizer.set_global(configs[activations](is_per_channel=True))
+    quantizer = ethos_u_quantizer(spec, activations)
     graph = torch.export.export(rewritten, example).module(check_guards=False)
     quantized, batches = _calibrate(graph, quantizer, module, example, cfg)
     return quantized, batches, rewrites, activations
@@ -211,6 +195,7 @@ def quantize_for_ethos_u(module, example: tuple, target, cfg: Int8StaticConfig,
 
 def lower_ethos_u(job: LoweringJob) -> Lowered:
     from avedge.runtime.native_log import captured_stdout
+    from avedge.targets.arm_precision import as_npu_computes
     from avedge.targets.tosa_check import REFUSE_LSB, REFUSE_RMS, tosa_check
     from avedge.targets.vela_report import (
         combine,
@@ -278,7 +263,8 @@ def lower_ethos_u(job: LoweringJob) -> Lowered:
     estimate["rewrites"] = rewrites
     if on_cpu:
         warnings.warn(_fallback_message(target, on_cpu), stacklevel=2)
-    check = tosa_check(edge.exported_program(), tosa_files, quantized, batches[:4])
+    check = tosa_check(edge.exported_program(), tosa_files, as_npu_computes(quantized),
+                       batches[:4])
     if check["status"] != "TOSA_VALID":
         raise AvedgeError(
             f"the TOSA reference model rejects the lowered graph as {check['status']} "

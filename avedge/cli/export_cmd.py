@@ -6,6 +6,7 @@ where factory() returns (module, example_inputs).
 
 import os
 import sys
+from pathlib import Path
 
 from avedge.cli.common import print_json, quiet_native_logs
 
@@ -23,7 +24,8 @@ def register(sub):
     p.set_defaults(func=run)
 
 
-def export_model(model, target, out, recipe: str | None = None, allow_over_budget: bool = False):
+def export_model(model, target, out, recipe: str | None = None, allow_over_budget: bool = False,
+                 weights: str | None = None):
     """A resolved model -> artifact: one graph, or a composite for multi-graph families,
     each component with the recipe its family picks for the target (unless `recipe`)."""
     from avedge.targets import export_pipeline
@@ -42,10 +44,23 @@ def export_model(model, target, out, recipe: str | None = None, allow_over_budge
         recipes, targets = {}, getattr(fam, "NPU_COMPONENT_TARGETS", {})
     else:
         targets = {}
+    extra = fam.export_extra() if hasattr(fam, "export_extra") else {}
+    if weights is not None:
+        extra["weights"] = Path(weights).name
     return export_pipeline(target, components, out, recipe=recipe, family=model.family,
-                           recipes=recipes, targets=targets,
-                           extra=fam.export_extra() if hasattr(fam, "export_extra") else None,
+                           recipes=recipes, targets=targets, extra=extra or None,
                            allow_over_budget=allow_over_budget)
+
+
+def weights_for(family: str, target, weights: str | None) -> str | None:
+    """The user's weights, else for an NPU target the family's NPU-fitted weights
+    (pruned + quantization-aware fine-tuned for it) when they ship, else the default."""
+    if weights is not None or not target.npu or ":" in family:
+        return weights
+    from avedge.models.registry import get_family
+
+    npu_weights = getattr(get_family(family), "NPU_WEIGHTS_FILE", None)
+    return str(npu_weights) if npu_weights is not None and Path(npu_weights).exists() else None
 
 
 def run(args) -> int:
@@ -60,13 +75,15 @@ def run(args) -> int:
     # Like `python -m`, let a user's own package in the working directory be imported.
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
-    model = resolve_model(args.model, weights=args.weights)
+    weights = weights_for(args.model, target, args.weights)
+    model = resolve_model(args.model, weights=weights)
     art = export_model(model, target, args.out, recipe=args.recipe,
-                       allow_over_budget=args.allow_over_budget)
+                       allow_over_budget=args.allow_over_budget, weights=weights)
     if args.json:
         print_json(art.manifest)
     elif art.manifest.get("kind") == "pipeline":
-        print(f"wrote {args.out}: {model.family} for {target.name}, components: "
+        print(f"wrote {args.out}: {model.family} for {target.name}"
+              + (f" (weights {Path(weights).name})" if weights else "") + ", components: "
               + ", ".join(f"{n} ({c['recipe']})" for n, c in art.manifest["components"].items()))
     else:
         m = art.manifest

@@ -18,6 +18,8 @@ from avedge.runtime.errors import AvedgeError, UnknownNameError
 
 TRAINERS = {
     "speech-extractor": "avedge.models.training_extractor",
+    # The speech extractor fitted to an NPU (pruned + quantization-aware fine-tuning).
+    "speech-extractor-npu": "avedge.models.training_extractor_npu",
 }
 
 
@@ -35,6 +37,9 @@ def register(sub):
     p.add_argument("--device", help="torch device to train on (default cpu; e.g. cuda)")
     p.add_argument("--holdout-synth", help="synthesizer kept out of training ('none' for none)")
     p.add_argument("--dims", help="JSON of model dimensions (default: the reference size)")
+    p.add_argument("--init", help="weights to start from (NPU fine-tuning; default: shipped)")
+    p.add_argument("--target", help="NPU target to fine-tune for (default hearable-npu)")
+    p.add_argument("--mlp-width", type=int, help="MLP units kept per block (NPU fine-tuning)")
     p.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint")
     p.add_argument("--eval-only", action="store_true",
                    help="score the weights in --out on the test sets and update the record")
@@ -51,8 +56,12 @@ def run(args) -> int:
     cfg = mod.TrainConfig()
     fields = {f.name for f in dataclasses.fields(cfg)}
     updates = {}
-    for name in ("steps", "batch", "lr", "seed", "minutes", "threads", "device"):
-        if getattr(args, name) is not None and name in fields:
+    for name in ("steps", "batch", "lr", "seed", "minutes", "threads", "device", "init",
+                 "target", "mlp_width"):
+        if getattr(args, name) is not None:
+            if name not in fields:
+                raise AvedgeError(f"--{name.replace('_', '-')} does not apply to training "
+                                  f"{args.family!r}")
             updates[name] = getattr(args, name)
     if args.holdout_synth is not None and "holdout_synth" in fields:
         updates["holdout_synth"] = None if args.holdout_synth == "none" else args.holdout_synth

@@ -1,0 +1,351 @@
+"""Fit the speech extractor to an NPU: prune its MLPs to the width the NPU's time budget
+allows, then fine-tune it quantization-aware in the form and precision the NPU runs.
+
+    avedge train speech-extractor-npu --target hearable-npu --mlp-width 128 \
+        --steps 4000 --out models/weights/speech_extractor_npu.safetensors
+
+Why: on an Ethos-U55 the per-chunk time follows the weight count (Vela: 1.25 ms at MLP
+width 256, 0.90 ms at 128), and post-training int8 of the trained model loses dB that
+only training with the integer grid in the loop wins back. So:
+
+1. start from the shipped float weights (`--init`), drop the least used MLP units of
+   every block (quantize/prune.py; importance from the calibration streams);
+2. build the NPU form (models/extractor_npu.py: FiLM hoisted, ring taps, power scale)
+   and its whole-utterance twin `RingExtractor.utterance` (same ops, T frames at once);
+3. export that through the target's quantizer with QAT observers (targets/arm_precision:
+   int8, int16 into the log) and train it on corpus mixtures, negative SI-SDR; the
+   speaker encoder and FiLM projection stay fixed (they run in fp32 on the phone);
+4. write the weights back into a plain `Extractor` (same file format as the shipped
+   weights, its own dims) with a record; `avedge export speech-extractor --target
+   hearable-npu` picks this file up (speech_extractor.NPU_WEIGHTS_FILE).
+
+Resumable like the float trainer: OUT.ckpt.pt every few minutes and on SIGTERM/Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import signal
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from avedge.models import extractor_npu as npu
+from avedge.models import speech_extractor as se
+from avedge.models import training_extractor as tx
+from avedge.runtime.errors import AvedgeError
+
+
+@dataclass
+class TrainConfig:
+    corpus: str = ""
+    out: str = str(se.NPU_WEIGHTS_FILE)
+    init: str = str(se.WEIGHTS_FILE)  # the float model to start from
+    target: str = "hearable-npu"  # whose quantizer (precision scheme) is trained against
+    mlp_width: int = 128  # MLP hidden units kept per block (0: keep the init's)
+    steps: int = 4000
+    batch: int = 8
+    seconds: float = 2.0  # training crops (the QAT graph has one static shape)
+    lr: float = 3e-4
+    weight_decay: float = 1e-2
+    warmup: int = 100
+    clip: float = 5.0
+    seed: int = 0
+    holdout_synth: str | None = "piper"
+    natural_share: float = 0.5
+    eval_every: int = 250
+    eval_n: int = 16
+    checkpoint_minutes: float = 5.0
+    minutes: float | None = None
+    threads: int = 2
+
+    def paths(self) -> tuple[Path, Path, Path]:
+        out = Path(self.out)
+        return out, out.with_suffix(".json"), out.with_suffix(".ckpt.pt")
+
+    @property
+    def samples(self) -> int:
+        return int(self.seconds * se.SAMPLE_RATE) // se.CHUNK * se.CHUNK
+
+
+def lr_at(cfg: TrainConfig, step: int) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    t = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
+    return cfg.lr * 0.5 * (1 + math.cos(math.pi * t))
+
+
+# ----------------------------------------------------------------------------- model
+
+@torch.no_grad()
+def pruned(model: se.Extractor, width: int) -> se.Extractor:
+    """A copy of `model` with `width` MLP units per block, chosen on calibration streams."""
+    from avedge.quantize.prune import prune_hidden, unit_importance
+
+    if width in (0, model.dims.d_hidden):
+        return copy.deepcopy(model)
+    acts: dict[int, list[torch.Tensor]] = {i: [] for i in range(len(model.blocks))}
+    hooks = [blk.act.register_forward_hook(lambda m, i, o, k=k: acts[k].append(o))
+             for k, blk in enumerate(model.blocks)]
+    try:
+        for enroll, mix in model.calibration_pairs():
+            se.extract(model, mix, model.speaker_encoder(enroll))
+    finally:
+        for h in hooks:
+            h.remove()
+    out = se.Extractor(replace(model.dims, d_hidden=width))
+    state = {k: v for k, v in model.state_dict().items() if ".fc1." not in k and ".fc2." not in k}
+    out.load_state_dict(state, strict=False)
+    for k, (src, dst) in enumerate(zip(model.blocks, out.blocks)):
+        imp = unit_importance(torch.cat([a.reshape(-1, a.shape[-1]) for a in acts[k]]), src.fc2)
+        dst.fc1, dst.fc2 = prune_hidden(src.fc1, src.fc2, imp, width)
+    out.speaker_encoder.load_state_dict(model.speaker_encoder.state_dict())
+    return out.eval()
+
+
+@torch.no_grad()
+def ring_into(ring: npu.RingExtractor, model: se.Extractor) -> None:
+    """Copy a (trained) NPU form's weights back into the plain extractor it came from."""
+    model.in_proj.weight.copy_(ring.in_proj.weight)
+    model.in_proj.bias.copy_(ring.in_proj.bias - se.FEATURE_SCALE * math.log(
+        ring.power_scale) * ring.in_proj.weight.sum(1))
+    model.blocks.load_state_dict(ring.blocks.state_dict())
+    model.out_norm.load_state_dict(ring.out_norm.state_dict())
+    model.out_proj.load_state_dict(ring.out_proj.state_dict())
+
+
+class Setup:
+    """The student (plain Extractor), its NPU form, the frozen condition, the QAT graph."""
+
+    def __init__(self, cfg: TrainConfig, student: se.Extractor, example: tuple):
+        """example: (mixture (batch, samples), enrollment) from the corpus: the QAT
+        graph's shape, and the float ranges its singular ops are kept finite with."""
+        from avedge.quantize.qat import QatGraph
+        from avedge.targets import get_target
+        from avedge.targets.arm_precision import ACTIVATIONS, ethos_u_quantizer
+        from avedge.targets.lower_arm import ethos_u_spec
+
+        target = get_target(cfg.target)
+        if not getattr(target, "npu", None):
+            raise AvedgeError(f"target {cfg.target!r} has no NPU; QAT fine-tuning is for the "
+                              f"Ethos-U board lines (hearable-npu, ethos-u85)")
+        self.student = student
+        self.condition = npu.FilmCondition(student)
+        self.ring = npu.RingExtractor(student, npu.power_scale_for(student))
+        self.scheme = ACTIVATIONS[target.precision]
+        example = (example[0], self.film(example[1]))
+        quantizer = ethos_u_quantizer(ethos_u_spec(target), self.scheme, qat=True)
+        self.qat = QatGraph(npu.WholeUtterance(self.ring), example, quantizer)
+
+    def film(self, enrollments: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self.condition(enrollments)
+
+    def finish(self) -> se.Extractor:
+        self.qat.write_back()
+        ring_into(self.ring, self.student)
+        return self.student
+
+
+# ----------------------------------------------------------------------------- data
+
+def fixed_length(batch, n: int):
+    """Crop or zero-pad (mixture, target) of a batch to n samples (the static shape)."""
+    mix, tgt, enr, _ = batch
+
+    def fit(x):
+        return x[:, :n] if x.shape[1] >= n else torch.nn.functional.pad(x, (0, n - x.shape[1]))
+    return fit(mix), fit(tgt), enr
+
+
+def eval_batches(examples: list[dict], cfg: TrainConfig) -> list[tuple]:
+    """Val mixtures cropped to the static shape, in full batches."""
+    n = cfg.samples
+    out = []
+    usable = len(examples) // cfg.batch * cfg.batch
+    for k in range(0, usable, cfg.batch):
+        exs = examples[k: k + cfg.batch]
+        mix = torch.stack([_fit(e["mixture"], n) for e in exs])
+        tgt = torch.stack([_fit(e["target"], n) for e in exs])
+        enr = torch.stack([se.fit_enrollment(torch.from_numpy(np.ascontiguousarray(
+            e["enrollment"], np.float32))) for e in exs])
+        out.append((mix, tgt, enr))
+    return out
+
+
+def _fit(x, n: int) -> torch.Tensor:
+    x = torch.from_numpy(np.ascontiguousarray(x[:n], np.float32))
+    return torch.nn.functional.pad(x, (0, n - x.shape[0]))
+
+
+def aligned_loss(out: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:
+    """Per-example SI-SDR of the output against the target, undoing the lookahead lag."""
+    return se.si_sdr(out[:, se.LOOKAHEAD:], tgt[:, : tgt.shape[1] - se.LOOKAHEAD])
+
+
+@torch.no_grad()
+def evaluate(setup: Setup, batches: list[tuple]) -> dict:
+    """SI-SDRi (dB) of the QAT graph (the NPU's arithmetic, simulated) and of the float
+    NPU form on the same val crops."""
+    setup.qat.write_back()  # the float form scores the weights trained so far
+    setup.qat.observe(False)
+    res = {}
+    for name, fn in (("qat", setup.qat), ("float", npu.WholeUtterance(setup.ring))):
+        gains = []
+        for mix, tgt, enr in batches:
+            gains.append(aligned_loss(fn(mix, setup.film(enr)), tgt) - aligned_loss(
+                torch.nn.functional.pad(mix, (se.LOOKAHEAD, 0))[:, :mix.shape[1]], tgt))
+        res[f"{name}_si_sdri_db"] = round(float(torch.cat(gains).mean()), 3)
+    setup.qat.observe(True)
+    return res
+
+
+# ----------------------------------------------------------------------------- loop
+
+def train(cfg: TrainConfig, data=None, fresh: bool = False, progress: bool = True,
+          log=print) -> dict:
+    torch.set_num_threads(cfg.threads)
+    out, rec_path, ckpt_path = cfg.paths()
+    data_cfg = tx.TrainConfig(corpus=cfg.corpus, seconds=max(cfg.seconds, 2.0), batch=cfg.batch,
+                              seed=cfg.seed, holdout_synth=cfg.holdout_synth,
+                              natural_share=cfg.natural_share)
+    data = data or tx.CorpusData(data_cfg)
+    teacher = se.load_weights(cfg.init)
+    torch.manual_seed(cfg.seed)
+    student = pruned(teacher, cfg.mlp_width)
+    state = {"step": 0, "train_seconds": 0.0, "history": [], "sessions": 0}
+    ck = None
+    if ckpt_path.exists() and not fresh:
+        ck = torch.load(ckpt_path, weights_only=False)
+        if ck["config"]["mlp_width"] != cfg.mlp_width or ck["config"]["init"] != cfg.init:
+            raise AvedgeError(f"checkpoint {ckpt_path} is of another init/width; use --fresh")
+        student.load_state_dict(ck["student"])
+        state = ck["state"]
+        log(f"resuming from {ckpt_path} at step {state['step']}")
+    state["sessions"] += 1
+    phase = len(tx.CURRICULUM) - 1  # the hardest mixtures: the conditions it is scored on
+
+    def unused_batch(k):  # training mixtures no step uses
+        return fixed_length(tx.make_batch(data, data_cfg, phase, 10**8 + k * cfg.batch,
+                                          np.random.default_rng([cfg.seed, 8, k])), cfg.samples)
+    mix, _, enr = unused_batch(0)
+    setup = Setup(cfg, student, (mix, enr))
+    params = setup.qat.trainable()
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if ck is not None:
+        setup.qat.graph.load_state_dict(ck["qat"])
+        opt.load_state_dict(ck["opt"])
+    val = eval_batches(data.eval_set("val", cfg.eval_n, holdout_synth=None), cfg)
+    if ck is None:  # the observers' first ranges
+        with torch.no_grad():
+            for k in range(4):
+                mix, _, enr = unused_batch(k)
+                setup.qat(mix, setup.film(enr))
+    if not state["history"]:
+        state["start_eval"] = {"teacher_float_si_sdri_db": evaluate_float(teacher, val),
+                               **evaluate(setup, val)}
+        log(f"start: {state['start_eval']}")
+
+    def record() -> dict:
+        return {"family": se.NAME, "weights": out.name, "init": cfg.init,
+                "target": cfg.target, "scheme": setup.scheme,
+                "dims": asdict(student.dims), "config": asdict(cfg),
+                "params": {"extractor": sum(p.numel() for p in student.parameters())},
+                "corpus": data.describe(), "steps": state["step"],
+                "train_minutes": round(state["train_seconds"] / 60, 1),
+                "sessions": state["sessions"], "machine": tx._machine(),
+                "start_eval": state.get("start_eval"), "history": state["history"][-40:]}
+
+    def save() -> None:
+        trained = copy.deepcopy(setup).finish()
+        tmp = ckpt_path.with_name(ckpt_path.name + ".tmp")
+        torch.save({"student": trained.state_dict(), "qat": setup.qat.graph.state_dict(),
+                    "opt": opt.state_dict(), "state": state, "config": asdict(cfg)}, tmp)
+        tmp.replace(ckpt_path)
+        se.save_weights(trained, out, meta={"steps": state["step"], "npu_target": cfg.target})
+        tmp = rec_path.with_name(rec_path.name + ".tmp")
+        tmp.write_text(json.dumps(record(), indent=1) + "\n")
+        tmp.replace(rec_path)
+
+    stop = {"flag": False}
+    old = {s: signal.signal(s, lambda *_: stop.update(flag=True))
+           for s in (signal.SIGTERM, signal.SIGINT)}
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=cfg.steps, initial=state["step"], unit="step", dynamic_ncols=True)
+    pool = ThreadPoolExecutor(1)
+
+    def fetch(step):
+        return pool.submit(tx.make_batch, data, data_cfg, phase, step * cfg.batch,
+                           np.random.default_rng([cfg.seed, 7, step]))
+
+    t_session = t_ckpt = time.time()
+    pending = fetch(state["step"])
+    try:
+        while state["step"] < cfg.steps and not stop["flag"]:
+            if cfg.minutes is not None and time.time() - t_session > cfg.minutes * 60:
+                log(f"time budget of {cfg.minutes} min reached")
+                break
+            step = state["step"]
+            mix, tgt, enr = fixed_length(pending.result(), cfg.samples)
+            pending = fetch(step + 1)
+            t0 = time.time()
+            for g in opt.param_groups:
+                g["lr"] = lr_at(cfg, step)
+            loss = -aligned_loss(setup.qat(mix, setup.film(enr)), tgt).clamp(max=40.0).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            gnorm = torch.nn.utils.clip_grad_norm_(params, cfg.clip)
+            if torch.isfinite(loss) and torch.isfinite(gnorm):
+                opt.step()
+            else:  # one bad batch must not poison the weights (and the observers' ranges)
+                state["skipped"] = state.get("skipped", 0) + 1
+                log(f"step {step}: non-finite loss/gradient ({float(loss)}, {float(gnorm)}), "
+                    f"update skipped")
+            state["step"] = step + 1
+            state["train_seconds"] += time.time() - t0
+            lv = float(loss.detach())
+            state["loss_ema"] = 0.98 * state.get("loss_ema", lv) + 0.02 * lv
+            if bar:
+                bar.update(1)
+                bar.set_postfix(loss=f"{state['loss_ema']:.2f}")
+            if state["step"] % cfg.eval_every == 0 or state["step"] == cfg.steps:
+                ev = evaluate(setup, val)
+                state["history"].append({"step": state["step"], "loss_ema": round(
+                    state["loss_ema"], 3), "val": ev,
+                    "minutes": round(state["train_seconds"] / 60, 1)})
+                log(f"step {state['step']}: val {ev}")
+            if time.time() - t_ckpt > cfg.checkpoint_minutes * 60:
+                save()
+                t_ckpt = time.time()
+    finally:
+        pool.shutdown(wait=True)
+        if bar:
+            bar.close()
+        for s, h in old.items():
+            signal.signal(s, h)
+    save()
+    log(f"saved {out} and {ckpt_path} at step {state['step']}")
+    return record()
+
+
+@torch.no_grad()
+def evaluate_float(model: se.Extractor, batches: list[tuple]) -> float:
+    gains = []
+    for mix, tgt, enr in batches:
+        est = se.extract(model, mix, model.speaker_encoder(enr))
+        gains.append(se.si_sdr(est, tgt) - se.si_sdr(mix, tgt))
+    return round(float(torch.cat(gains).mean()), 3)
+
+
+def final_eval(cfg: TrainConfig, n: int = 100, data=None) -> dict:
+    """Eager fp32 scores of the tuned weights on the issue #4 sets (as the float trainer);
+    the NPU-precision scores come from benchmarks/bench_arm.py."""
+    return tx.final_eval(tx.TrainConfig(corpus=cfg.corpus, out=cfg.out,
+                                        holdout_synth=cfg.holdout_synth), n=n, data=data)
