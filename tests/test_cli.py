@@ -113,3 +113,30 @@ def test_demo_runs(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "executorch" in out and "onnxruntime" in out and "median_ms" in out
     assert (tmp_path / "demo" / "tiny-stream-cpu" / "manifest.json").exists()
+
+
+def test_npu_targets_export_the_npu_fitted_weights_when_they_ship(tmp_path, monkeypatch):
+    from avedge.models import speech_extractor as se
+    from avedge.targets import get_target
+
+    from avedge.cli.export_cmd import weights_for
+
+    fitted = tmp_path / "fitted.safetensors"
+    monkeypatch.setattr(se, "NPU_WEIGHTS_FILE", fitted)
+    npu, cpu = get_target("hearable-npu"), get_target("hearable")
+    assert weights_for("speech-extractor", npu, None) is None  # not shipped: the default
+    fitted.write_bytes(b"")
+    assert weights_for("speech-extractor", npu, None) == str(fitted)
+    assert weights_for("speech-extractor", cpu, None) is None  # not an NPU
+    assert weights_for("speech-extractor", npu, "mine.safetensors") == "mine.safetensors"
+
+
+def test_npu_precision_is_checked_before_the_model_is_built(capsys):
+    from avedge.cli import main
+
+    assert main(["export", "speech-extractor", "--target", "hearable-npu", "--out", "x",
+                 "--npu-precision", "int3"]) != 0
+    assert "accepted: a16w8, a8w4, a8w8, a8w8-log16" in capsys.readouterr().err
+    assert main(["export", "speech-extractor", "--target", "hearable", "--out", "x",
+                 "--npu-precision", "a16w8"]) != 0
+    assert "has no NPU" in capsys.readouterr().err

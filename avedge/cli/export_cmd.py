@@ -4,11 +4,13 @@ MODEL is a registered family (see models/registry.py) or package.module:factory,
 where factory() returns (module, example_inputs).
 """
 
+import dataclasses
 import os
 import sys
 from pathlib import Path
 
 from avedge.cli.common import print_json, quiet_native_logs
+from avedge.runtime.errors import AvedgeError
 
 
 def register(sub):
@@ -18,6 +20,9 @@ def register(sub):
     p.add_argument("--recipe", help="compression recipe (default: the target's)")
     p.add_argument("--out", required=True, help="artifact directory to write (atomically)")
     p.add_argument("--weights", help="weights file (.safetensors) for a registered family")
+    p.add_argument("--npu-precision",
+                   help="Ethos-U targets: a8w8-log16 (default: int8, int16 into logs), a8w8, "
+                        "a16w8 (int16 activations, ~2x the cycles) or a8w4 (int4 weights)")
     p.add_argument("--allow-over-budget", action="store_true",
                    help="write the artifact even if it exceeds the target's weights budget")
     p.add_argument("--json", action="store_true", help="print the manifest as JSON")
@@ -70,6 +75,17 @@ def run(args) -> int:
     from avedge.targets import get_target
 
     target = get_target(args.target)  # fail fast on names, before the slow model build
+    if args.npu_precision:
+        from avedge.targets.arm_precision import ACTIVATIONS
+
+        schemes = sorted(set(ACTIVATIONS.values()))
+        if args.npu_precision not in schemes:
+            raise AvedgeError(f"--npu-precision {args.npu_precision!r} is not a scheme; "
+                              f"accepted: {', '.join(schemes)}")
+        if not target.npu:
+            raise AvedgeError(f"--npu-precision applies to the Ethos-U targets; "
+                              f"{target.name!r} has no NPU")
+        target = dataclasses.replace(target, precision=args.npu_precision)
     if args.recipe:
         get_recipe(args.recipe)
     # Like `python -m`, let a user's own package in the working directory be imported.
