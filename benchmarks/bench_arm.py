@@ -47,14 +47,16 @@ def stream(step, form, model, mixture: torch.Tensor, enrollment: torch.Tensor) -
         if form == "npu":
             ring = npu.RingExtractor(model)
             cond = npu.FilmCondition(model)(enrollment)
-            history = npu.RingHistory(ring.tap_sources)
-            *state, taps = ring.init_state(1)
+            history = npu.RingHistory(ring.ring_states)
+            init = ring.init_state(1)
+            state, taps = list(init[:2]), list(init[2:])
         else:
             cond, state = model.speaker_encoder(enrollment), list(model.init_state(1))
         for k in range(n // se.CHUNK):
             chunk = padded[:, k * se.CHUNK:(k + 1) * se.CHUNK]
             if form == "npu":
-                out, *state, frames = step(chunk, cond, *state, taps)
+                out, *rest = step(chunk, cond, *state, *taps)
+                state, frames = rest[:2], rest[2:]
                 history.push(frames)
                 taps = history.taps()
             else:

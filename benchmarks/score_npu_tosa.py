@@ -54,12 +54,14 @@ def stream(step, ring, film, mixture):
     length = mixture.shape[1]
     n = -(-(length + se.LOOKAHEAD) // se.CHUNK) * se.CHUNK
     x = torch.nn.functional.pad(mixture, (0, n - length))
-    history = npu.RingHistory(ring.tap_sources)
-    *state, taps = ring.init_state(1)
+    history = npu.RingHistory(ring.ring_states)
+    init = ring.init_state(1)
+    state, taps = list(init[:2]), list(init[2:])
     outs = []
     with torch.no_grad():
         for c in range(n // se.CHUNK):
-            y, *state, frames = step(x[:, c * se.CHUNK:(c + 1) * se.CHUNK], film, *state, taps)
+            y, *rest = step(x[:, c * se.CHUNK:(c + 1) * se.CHUNK], film, *state, *taps)
+            state, frames = rest[:2], rest[2:]
             history.push(frames)
             taps = history.taps()
             outs.append(y)

@@ -13,12 +13,13 @@ targets the family exports two other graphs:
 * `RingExtractor` — one chunk per call; the FiLM input is already projected, and each
   dilated block reads only the history frames its kernel taps (frame t - d, t - 2d)
   instead of carrying and shifting its whole window. The frames a call produces are
-  written into a ring buffer by the caller (firmware: a pointer bump; the host runtime:
-  runtime/ring_state.py), which hands back the taps of the next call. The manifest's
-  stream section records which output row feeds which tap at which lag.
+  written into one ring buffer per block by the caller (firmware: a pointer bump; the
+  host runtime: runtime/ring_state.py), which hands back the taps of the next call. The
+  manifest's stream section records which output feeds which tap at which lag.
 
-    chunk (B, 128), film (B, 2ND), stft_state (B, 64), ola_state (B, 64), taps (B, K, D)
-        -> out (B, 128), stft_state', ola_state', frames (B, N, D)
+    chunk (B, 128), film (B, 2ND), stft_state (B, 64), ola_state (B, 64),
+    taps_0 .. taps_{N-1} (B, kernel-1, D)
+        -> out (B, 128), stft_state', ola_state', frames_0 .. frames_{N-1} (B, 1, D)
 
 `tests/models/test_extractor_npu.py` holds the equivalence with `Extractor` streamed
 chunk by chunk, in PyTorch and through the runtime.
@@ -87,8 +88,6 @@ class WholeUtterance(nn.Module):
 class RingExtractor(nn.Module):
     """`Extractor` for one chunk per call, FiLM hoisted, dilated history as ring taps."""
 
-    input_names = ("chunk", "film", "stft_state", "ola_state", "taps")
-    output_names = ("out", "stft_state_out", "ola_state_out", "frames")
     chunk_samples = se.CHUNK
     lookahead_samples = se.LOOKAHEAD
     sample_rate = se.SAMPLE_RATE
@@ -111,43 +110,50 @@ class RingExtractor(nn.Module):
         if k != 1.0:  # + log k after the log, folded into in_proj's bias (exactly)
             with torch.no_grad():
                 self.in_proj.bias += se.FEATURE_SCALE * math.log(k) * self.in_proj.weight.sum(1)
-        # Block i's kernel tap j (j < kernel - 1) reads its input from (kernel-1-j)*dil
-        # calls ago; tap kernel-1 is the current frame, which the graph has itself.
-        self.tap_sources = [(i, (b.kernel - 1 - j) * b.dilation)
-                            for i, b in enumerate(self.blocks) for j in range(b.kernel - 1)]
+        # One ring per block: block i's kernel tap j (j < kernel - 1) reads the block's
+        # input from (kernel-1-j)*dil calls ago; tap kernel-1 is the current frame, which
+        # the graph has itself. Separate rings keep each block's residual stream at its
+        # own int8 scale: one frames tensor for all blocks forced a single scale on all
+        # of them (the largest block's range; measured: 11 of 12 residual adds at one scale).
+        self.tap_lags = [[(b.kernel - 1 - j) * b.dilation for j in range(b.kernel - 1)]
+                         for b in self.blocks]
+        n = len(self.blocks)
+        self.input_names = ("chunk", "film", "stft_state", "ola_state",
+                            *(f"taps_{i}" for i in range(n)))
+        self.output_names = ("out", "stft_state_out", "ola_state_out",
+                             *(f"frames_{i}" for i in range(n)))
         object.__setattr__(self, "_source", model)
 
     # The runtime's ring-buffer contract (targets/signature.py -> manifest stream.rings).
     @property
     def ring_states(self) -> list[dict]:
-        return [{"input": "taps", "output": "frames",
-                 "taps": [[row, lag] for row, lag in self.tap_sources]}]
+        return [{"input": f"taps_{i}", "output": f"frames_{i}",
+                 "taps": [[0, lag] for lag in lags]} for i, lags in enumerate(self.tap_lags)]
 
     def init_state(self, batch: int = 1) -> tuple[torch.Tensor, ...]:
+        """(stft_state, ola_state, taps_0, ..., taps_{N-1}) of a stream's first call."""
         stft_state, ola_state = self.stft.init_state(batch)
-        taps = torch.zeros(batch, len(self.tap_sources), self.dims.d_model)
-        return stft_state, ola_state, taps
+        return (stft_state, ola_state, *(torch.zeros(batch, len(lags), self.dims.d_model)
+                                          for lags in self.tap_lags))
 
-    def forward(self, chunk, film, stft_state, ola_state, taps):
+    def forward(self, chunk, film, stft_state, ola_state, *taps):
         spec, stft_state = self.stft.analyze(chunk, stft_state)  # (B, 2F, 1)
-        t0 = [0]
+        blocks = {id(b): i for i, b in enumerate(self.blocks)}
 
-        def ring_taps(blk, x):  # this call's taps of the block, from the ring
-            last = blk.kernel - 1
-            out = [taps[:, t0[0] + j: t0[0] + j + 1] for j in range(last)]
-            t0[0] += last
-            return out
+        def ring_taps(blk, x):  # this call's taps of the block, from its ring
+            t = taps[blocks[id(blk)]]
+            return [t[:, j: j + 1] for j in range(blk.kernel - 1)]
 
         y_spec, frames = self._frames(spec, film, ring_taps)
         out, ola_state = self.stft.synthesize(y_spec, ola_state)
-        return out, stft_state, ola_state, torch.cat(frames, dim=1)  # frames (B, N, D)
+        return (out, stft_state, ola_state, *frames)  # frames_i (B, 1, D)
 
     def utterance(self, mixture, film):
         """The same function over a whole utterance from a zero state (the ring's initial
         state), with the taps as delayed frames: (B, 128k), (B, 2ND) -> (B, 128k). The
         graph training sees (e.g. quantization-aware) has the ops of `forward`, T frames
         at a time."""
-        stft_state, ola_state, _ = self.init_state(mixture.shape[0])
+        stft_state, ola_state = self.stft.init_state(mixture.shape[0])
         spec, _ = self.stft.analyze(mixture, stft_state)  # (B, 2F, T)
 
         def delayed_taps(blk, x):  # x (B, T, D) delayed by each tap's lag, zeros before
@@ -187,37 +193,42 @@ class RingExtractor(nn.Module):
         out = []
         for enroll, batches in _calibration_streams(self._source):
             f = film(enroll)
-            ring = RingHistory(self.tap_sources)
-            *state, taps = self.init_state(1)
+            ring = RingHistory(self.ring_states)
+            stft_state, ola_state, *taps = self.init_state(1)
             for k, chunk in enumerate(batches):
                 if k % se.CALIB_EVERY == 0:
-                    out.append((chunk, f, *state, taps))
-                _, *state, frames = self(chunk, f, *state, taps)
+                    out.append((chunk, f, stft_state, ola_state, *taps))
+                _, stft_state, ola_state, *frames = self(chunk, f, stft_state, ola_state, *taps)
                 ring.push(frames)
                 taps = ring.taps()
         return out
 
 
 class RingHistory:
-    """The caller's side of the ring contract, in torch (tests and calibration): keeps
-    the last `max lag` frame outputs and gathers the taps of the next call. The runtime's
-    numpy twin is runtime/ring_state.py (models do not import the runtime)."""
+    """The caller's side of the ring contract, in torch (tests and calibration): for each
+    ring (`ring_states` spec) keeps the last `max lag` frame outputs and gathers the taps
+    of the next call. The runtime's numpy twin is runtime/ring_state.py (models do not
+    import the runtime)."""
 
-    def __init__(self, tap_sources: list[tuple[int, int]]):
-        self.sources = tap_sources
-        self.depth = max(lag for _, lag in tap_sources)
-        self.history: list[torch.Tensor] = []  # newest first
+    def __init__(self, rings: list[dict]):
+        self.sources = [[tuple(t) for t in r["taps"]] for r in rings]
+        self.depth = max(lag for src in self.sources for _, lag in src)
+        self.history: list[list[torch.Tensor]] = []  # newest first; one entry per call
 
-    def taps(self) -> torch.Tensor:
+    def taps(self) -> list[torch.Tensor]:
         if not self.history:
             raise RuntimeError("no frames pushed yet: the first call takes init_state()'s taps")
-        zero = torch.zeros_like(self.history[0][:, 0])
-        rows = [self.history[lag - 1][:, row] if lag <= len(self.history) else zero
-                for row, lag in self.sources]
-        return torch.stack(rows, dim=1)
+        out = []
+        for k, src in enumerate(self.sources):
+            zero = torch.zeros_like(self.history[0][k][:, 0])
+            rows = [self.history[lag - 1][k][:, row] if lag <= len(self.history) else zero
+                    for row, lag in src]
+            out.append(torch.stack(rows, dim=1))
+        return out
 
-    def push(self, frames: torch.Tensor) -> None:
-        self.history.insert(0, frames)
+    def push(self, frames: list[torch.Tensor]) -> None:
+        """The frames outputs of one call, one per ring."""
+        self.history.insert(0, list(frames))
         del self.history[self.depth:]
 
 

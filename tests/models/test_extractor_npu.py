@@ -27,13 +27,13 @@ def tiny_model(seed=0) -> se.Extractor:
 
 
 def stream_ring(ring, film, x, n_chunks):
-    history = npu.RingHistory(ring.tap_sources)
-    stft_state, ola_state, taps = ring.init_state(1)
+    history = npu.RingHistory(ring.ring_states)
+    stft_state, ola_state, *taps = ring.init_state(1)
     outs = []
     with torch.no_grad():
         for k in range(n_chunks):
-            y, stft_state, ola_state, frames = ring(
-                x[:, k * se.CHUNK:(k + 1) * se.CHUNK], film, stft_state, ola_state, taps)
+            y, stft_state, ola_state, *frames = ring(
+                x[:, k * se.CHUNK:(k + 1) * se.CHUNK], film, stft_state, ola_state, *taps)
             history.push(frames)
             taps = history.taps()
             outs.append(y)
@@ -55,9 +55,10 @@ def test_ring_form_streamed_equals_whole_utterance_extractor(power_scale):
 
 def test_taps_cover_each_block_at_its_dilation():
     ring = npu.RingExtractor(tiny_model())
-    # kernel 3, dilations 1, 2, 4, 1: two taps per block at lags 2d and d.
-    assert ring.tap_sources == [(0, 2), (0, 1), (1, 4), (1, 2), (2, 8), (2, 4), (3, 2), (3, 1)]
-    assert ring.ring_states[0]["taps"][2] == [1, 4]
+    # kernel 3, dilations 1, 2, 4, 1: one ring per block, two taps at lags 2d and d.
+    assert ring.tap_lags == [[2, 1], [4, 2], [8, 4], [2, 1]]
+    assert ring.ring_states[2] == {"input": "taps_2", "output": "frames_2",
+                                   "taps": [[0, 8], [0, 4]]}
 
 
 def test_signature_records_the_ring_and_keeps_it_out_of_the_state_pairs():
@@ -66,9 +67,10 @@ def test_signature_records_the_ring_and_keeps_it_out_of_the_state_pairs():
     sig = describe(ring, example)
     assert [p["input"] for p in sig.stream["state"]] == ["stft_state", "ola_state"]
     assert sig.stream["conditions"] == ["film"]
-    assert sig.stream["rings"][0]["input"] == "taps"
-    assert sig.stream["rings"][0]["taps"] == [list(t) for t in ring.tap_sources]
-    assert set(sig.init_state) == {"stft_state", "ola_state", "taps"}
+    n = len(ring.tap_lags)
+    assert [r["input"] for r in sig.stream["rings"]] == [f"taps_{i}" for i in range(n)]
+    assert sig.stream["rings"] == ring.ring_states
+    assert set(sig.init_state) == {"stft_state", "ola_state", *(f"taps_{i}" for i in range(n))}
 
 
 def test_signature_refuses_a_ring_tap_that_names_no_row():
@@ -77,8 +79,9 @@ def test_signature_refuses_a_ring_tap_that_names_no_row():
     class BadRing(npu.RingExtractor):
         @property
         def ring_states(self):
-            return [{"input": "taps", "output": "frames",
-                     "taps": [[99, 1]] * len(self.tap_sources)}]
+            rings = super().ring_states
+            rings[0]["taps"] = [[99, 1]] * len(rings[0]["taps"])
+            return rings
 
     with pytest.raises(AvedgeError, match=r"bad \[row, lag\] entries \[\[99, 1\]"):
         describe(BadRing(tiny_model()), example)
