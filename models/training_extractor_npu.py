@@ -222,7 +222,9 @@ def train(cfg: TrainConfig, data=None, fresh: bool = False, progress: bool = Tru
     ck = None
     if ckpt_path.exists() and not fresh:
         ck = torch.load(ckpt_path, weights_only=False)
-        if ck["config"]["mlp_width"] != cfg.mlp_width or ck["config"]["init"] != cfg.init:
+        # The init by file name: a checkout elsewhere must resume the shipped checkpoint.
+        if (ck["config"]["mlp_width"] != cfg.mlp_width
+                or Path(ck["config"]["init"]).name != Path(cfg.init).name):
             raise AvedgeError(f"checkpoint {ckpt_path} is of another init/width; use --fresh")
         student.load_state_dict(ck["student"])
         state = ck["state"]
