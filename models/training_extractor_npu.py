@@ -130,10 +130,7 @@ class Setup:
         from avedge.targets.arm_precision import ACTIVATIONS, ethos_u_quantizer
         from avedge.targets.lower_arm import ethos_u_spec
 
-        target = get_target(cfg.target)
-        if not getattr(target, "npu", None):
-            raise AvedgeError(f"target {cfg.target!r} has no NPU; QAT fine-tuning is for the "
-                              f"Ethos-U board lines (hearable-npu, ethos-u85)")
+        target = get_target(cfg.target)  # an NPU board line (checked by `train`)
         self.student = student
         self.condition = npu.FilmCondition(student)
         self.ring = npu.RingExtractor(student, npu.power_scale_for(student))
@@ -209,6 +206,15 @@ def evaluate(setup: Setup, batches: list[tuple]) -> dict:
 
 def train(cfg: TrainConfig, data=None, fresh: bool = False, progress: bool = True,
           log=print) -> dict:
+    from avedge.targets import get_target
+    from avedge.targets.lower_arm import arm_toolchain_missing
+
+    if not getattr(get_target(cfg.target), "npu", None):  # before the corpus is read
+        raise AvedgeError(f"target {cfg.target!r} has no NPU; QAT fine-tuning is for the "
+                          f"Ethos-U board lines (hearable-npu, ethos-u85)")
+    missing = arm_toolchain_missing()
+    if missing:
+        raise AvedgeError(f"fine-tuning for {cfg.target!r} trains against its quantizer: {missing}")
     torch.set_num_threads(cfg.threads)
     out, rec_path, ckpt_path = cfg.paths()
     data_cfg = tx.TrainConfig(corpus=cfg.corpus, seconds=max(cfg.seconds, 2.0), batch=cfg.batch,

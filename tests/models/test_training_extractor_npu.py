@@ -78,3 +78,10 @@ def test_qat_fine_tuning_trains_resumes_and_writes_plain_weights(tmp_path):
     with pytest.raises(AvedgeError, match="another init/width"):
         tn.train(tn.TrainConfig(**{**cfg.__dict__, "mlp_width": 8}), data=data,
                  progress=False, log=lambda *a: None)
+
+
+def test_a_target_without_an_npu_is_refused_before_the_corpus_is_read(tmp_path):
+    cfg = tn.TrainConfig(corpus=str(tmp_path / "no-bank"), out=str(tmp_path / "x.safetensors"),
+                         target="hearable")
+    with pytest.raises(AvedgeError, match="'hearable' has no NPU"):
+        tn.train(cfg, progress=False, log=lambda *a: None)
