@@ -140,3 +140,11 @@ def test_npu_precision_is_checked_before_the_model_is_built(capsys):
     assert main(["export", "speech-extractor", "--target", "hearable", "--out", "x",
                  "--npu-precision", "a16w8"]) != 0
     assert "has no NPU" in capsys.readouterr().err
+
+
+def test_train_refuses_an_option_its_family_does_not_take(tmp_path, capsys):
+    from avedge.cli import main
+
+    assert main(["train", "speech-extractor", "--corpus", str(tmp_path), "--mlp-width", "64",
+                 "--out", str(tmp_path / "w.safetensors")]) != 0
+    assert "--mlp-width does not apply to training 'speech-extractor'" in capsys.readouterr().err
