@@ -138,11 +138,8 @@ class RingExtractor(nn.Module):
 
     def forward(self, chunk, film, stft_state, ola_state, *taps):
         spec, stft_state = self.stft.analyze(chunk, stft_state)  # (B, 2F, 1)
-        blocks = {id(b): i for i, b in enumerate(self.blocks)}
-
-        def ring_taps(blk, x):  # this call's taps of the block, from its ring
-            t = taps[blocks[id(blk)]]
-            return [t[:, j: j + 1] for j in range(blk.kernel - 1)]
+        def ring_taps(i, blk, x):  # this call's taps of block i, from its ring
+            return [taps[i][:, j: j + 1] for j in range(blk.kernel - 1)]
 
         y_spec, frames = self._frames(spec, film, ring_taps)
         out, ola_state = self.stft.synthesize(y_spec, ola_state)
@@ -156,7 +153,7 @@ class RingExtractor(nn.Module):
         stft_state, ola_state = self.stft.init_state(mixture.shape[0])
         spec, _ = self.stft.analyze(mixture, stft_state)  # (B, 2F, T)
 
-        def delayed_taps(blk, x):  # x (B, T, D) delayed by each tap's lag, zeros before
+        def delayed_taps(i, blk, x):  # x (B, T, D) delayed by each tap's lag, zeros before
             t, last = x.shape[1], blk.kernel - 1
             return [nn.functional.pad(x, (0, 0, (last - j) * blk.dilation, 0))[:, :t]
                     for j in range(last)]
@@ -176,7 +173,7 @@ class RingExtractor(nn.Module):
             frames.append(x)
             last = blk.kernel - 1  # the current frame's tap; the others are history
             h = x * blk.dw[last]
-            for j, tap in enumerate(taps_of(blk, x)):
+            for j, tap in enumerate(taps_of(i, blk, x)):
                 h = h + tap * blk.dw[j]
             scale = film[:, :, 2 * i * d:(2 * i + 1) * d]
             shift = film[:, :, (2 * i + 1) * d:(2 * i + 2) * d]

@@ -267,6 +267,7 @@ def train(cfg: TrainConfig, data=None, fresh: bool = False, progress: bool = Tru
                 "corpus": data.describe(), "steps": state["step"],
                 "train_minutes": round(state["train_seconds"] / 60, 1),
                 "sessions": state["sessions"], "machine": tx._machine(),
+                "skipped_steps": state.get("skipped", 0),
                 "start_eval": state.get("start_eval"), "history": state["history"][-40:]}
 
     def save() -> None:

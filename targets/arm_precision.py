@@ -117,9 +117,15 @@ class Int16Table:
         return ((out_code - z_out) * s_out).to(x.dtype)
 
 
+def _is(node, op: str) -> bool:
+    """node calls quantize_per_tensor (op=_Q) or dequantize_per_tensor (op=_DQ)."""
+    name = str(getattr(node, "target", "")).split(".")
+    return getattr(node, "op", None) == "call_function" and op in name
+
+
 def _qparams(node) -> tuple | None:
     """(scale, zero point, qmin, qmax) of a per-tensor int16 q/dq node, else None."""
-    if node.op != "call_function" or not any(k in str(node.target) for k in (_DQ, _Q)):
+    if not (_is(node, _Q) or _is(node, _DQ)):
         return None
     args = list(node.args) + [None] * 6
     scale, zp, qmin, qmax, dtype = args[1:6]
@@ -137,8 +143,8 @@ def emulate_int16_tables(graph_module) -> list[str]:
             continue
         src = n.args[0]
         users = list(n.users)
-        in_q = _qparams(src) if _DQ in str(getattr(src, "target", "")) else None
-        out_q = _qparams(users[0]) if len(users) == 1 and _Q in str(users[0].target) else None
+        in_q = _qparams(src) if _is(src, _DQ) else None
+        out_q = _qparams(users[0]) if len(users) == 1 and _is(users[0], _Q) else None
         if in_q is None or out_q is None:
             continue
         n.target = Int16Table(_TABLE_OPS[n.target], in_q, out_q)

@@ -148,3 +148,11 @@ def test_train_refuses_an_option_its_family_does_not_take(tmp_path, capsys):
     assert main(["train", "speech-extractor", "--corpus", str(tmp_path), "--mlp-width", "64",
                  "--out", str(tmp_path / "w.safetensors")]) != 0
     assert "--mlp-width does not apply to training 'speech-extractor'" in capsys.readouterr().err
+
+
+def test_npu_fine_tuning_refuses_dims(tmp_path, capsys):
+    from avedge.cli import main
+
+    assert main(["train", "speech-extractor-npu", "--corpus", str(tmp_path), "--dims",
+                 '{"d_model": 64}', "--out", str(tmp_path / "w.safetensors")]) != 0
+    assert "--dims does not apply to training 'speech-extractor-npu'" in capsys.readouterr().err

@@ -74,6 +74,9 @@ def run(args) -> int:
     if args.out:
         updates["out"] = args.out
     if args.dims:
+        if "dims" not in fields:
+            raise AvedgeError(f"--dims does not apply to training {args.family!r} (its "
+                              f"dimensions come from the weights it starts from)")
         updates["dims"] = {**cfg.dims, **json.loads(args.dims)}
     if args.device is not None:
         _check_device(args.device)
