@@ -65,7 +65,8 @@ def stream(step, form, model, mixture: torch.Tensor, enrollment: torch.Tensor) -
     return torch.cat(outs, dim=1)[:, se.LOOKAHEAD: se.LOOKAHEAD + length]
 
 
-def si_sdri(step, form, model, examples) -> float:
+def si_sdri(step, form, model, examples) -> list[float]:
+    """Per-mixture SI-SDR improvement (dB) of `step` streamed over `examples`."""
     from avedge.models import speech_extractor as se
 
     gains = []
@@ -75,20 +76,28 @@ def si_sdri(step, form, model, examples) -> float:
         enr = se.fit_enrollment(torch.from_numpy(np.asarray(e["enrollment"], np.float32)))
         est = stream(step, form, model, mix, enr[None])
         gains.append(float(se.si_sdr(est, tgt) - se.si_sdr(mix, tgt)))
-    return float(np.mean(gains))
+    return gains
 
 
-def graph_of(form: str, model):
+def paired_delta(quant: list[float], fp32: list[float]) -> dict:
+    """Mean loss vs fp32 on the same mixtures, with its standard error (the per-mixture
+    spread of quantization's effect, not of the mixtures' difficulty)."""
+    d = np.asarray(quant) - np.asarray(fp32)
+    se_db = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
+    return {"delta_db": round(float(d.mean()), 3), "delta_se_db": round(se_db, 3)}
+
+
+def graph_of(form: str, model, log_ranges: int = 1):
     from avedge.models import extractor_npu as npu
     from avedge.models import speech_extractor as se
 
     if form == "npu":
-        return npu.components(model)["extractor"]
+        return npu.components(model, log_ranges)["extractor"]
     return model, se.example_inputs(model)
 
 
 def run(target_name: str, activations: str, form: str, model, examples,
-        out_root: Path) -> dict:
+        out_root: Path, fp32: list[float], log_ranges: int = 1) -> dict:
     from avedge.models import speech_extractor as se
     from avedge.quantize import Int8StaticConfig
     from avedge.targets import get_target
@@ -97,12 +106,14 @@ def run(target_name: str, activations: str, form: str, model, examples,
 
     target = get_target(target_name)
     target = dataclasses.replace(target, precision=activations)  # the board, this scheme
-    graph, example = graph_of(form, model)
+    graph, example = graph_of(form, model, log_ranges)
     # Accuracy first: it stands even when the export below is refused.
     fq, _, _, _ = quantize_for_ethos_u(graph, example, target, Int8StaticConfig(),
                                        activations=activations)
     fq = as_npu_computes(fq)  # int16 tables interpolated as the NPU does
-    fq_db = si_sdri(fq, form, model, examples)
+    fq_gains = si_sdri(fq, form, model, examples)
+    fq_db = float(np.mean(fq_gains))
+    delta = paired_delta(fq_gains, fp32)
     t0 = time.perf_counter()
     try:
         with warnings.catch_warnings(record=True) as caught:
@@ -112,7 +123,7 @@ def run(target_name: str, activations: str, form: str, model, examples,
                                 family=se.NAME, allow_over_budget=True)
     except Exception as exc:  # noqa: BLE001 - a refusal is a result here
         return {"target": target_name, "activations": activations, "form": form,
-                "fake_quant_si_sdri_db": round(fq_db, 3),
+                "log_ranges": log_ranges, "fake_quant_si_sdri_db": round(fq_db, 3), **delta,
                 "refused": f"{type(exc).__name__}: {exc}"[:600]}
     export_s = time.perf_counter() - t0
     fallbacks = [str(w.message) for w in caught if "cannot take" in str(w.message)]
@@ -120,13 +131,14 @@ def run(target_name: str, activations: str, form: str, model, examples,
     est = m["npu_estimate"]
     return {
         "target": target_name, "activations": activations, "form": form, "npu": target.npu,
+        "log_ranges": log_ranges,
         "clock_mhz": est["clock_mhz"], "cycles_per_chunk": est["cycles_per_inference"],
         "ms_per_chunk_at_clock": est["inference_ms_at_clock"],
         "sram_kib": est["sram_kib"], "flash_kib": est["flash_kib"],
         "npu_op_share": est["npu_op_share"], "npu_ops": est["npu_ops"],
         "ops_on_cpu": est["ops_on_cpu"], "rewrites": est["rewrites"],
         "macs": est["macs"], "tosa_check": m["tosa_check"],
-        "budgets": m["budgets"], "fake_quant_si_sdri_db": round(fq_db, 3),
+        "budgets": m["budgets"], "fake_quant_si_sdri_db": round(fq_db, 3), **delta,
         "fallback_warnings": fallbacks, "export_s": round(export_s, 1),
     }
 
@@ -138,6 +150,9 @@ def main() -> None:
                    choices=["a8w8-log16", "a8w8", "a16w8", "a8w4"])
     p.add_argument("--forms", nargs="+", default=["npu"], choices=["npu", "plain"])
     p.add_argument("--n-eval", type=int, default=8)
+    p.add_argument("--log-ranges", type=int, nargs="+", default=[1],
+                   help="int16 log tables in the NPU form's features (models/extractor_npu.py "
+                        "ranged_log_power; 1 = one table, what the shipped weights were tuned on)")
     p.add_argument("--bank", default=str(Path.home() / ".cache/avedge/voicebank"))
     p.add_argument("--weights", help="extractor weights (default: the shipped file; pass a "
                                      "copy while a training run is rewriting it)")
@@ -153,19 +168,21 @@ def main() -> None:
     examples = eval_mixtures(args.bank, "test", n=args.n_eval)
     fp32 = si_sdri(model, "plain", model, examples)
     results = {"weights": weights, "n_eval": len(examples),
-               "fp32_si_sdri_db": round(fp32, 3), "runs": []}
-    print(f"fp32 SI-SDRi over {len(examples)} eval mixtures: {fp32:.3f} dB", flush=True)
+               "fp32_si_sdri_db": round(float(np.mean(fp32)), 3), "runs": []}
+    print(f"fp32 SI-SDRi over {len(examples)} eval mixtures: {np.mean(fp32):.3f} dB", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
-        for name, act, form in itertools.product(args.targets, args.activations, args.forms):
+        for name, act, form, ranges in itertools.product(args.targets, args.activations,
+                                                         args.forms, args.log_ranges):
+            if form == "plain" and ranges != 1:
+                continue  # the plain graph has the model's own log
             try:
-                r = run(name, act, form, model, examples, Path(tmp))
+                r = run(name, act, form, model, examples, Path(tmp), fp32, ranges)
             except Exception as exc:  # noqa: BLE001 - keep the other configs' figures
                 r = {"target": name, "activations": act, "form": form,
                      "refused": f"{type(exc).__name__}: {exc}"[:600]}
                 results["runs"].append(r)
                 print(json.dumps(r), flush=True)
                 continue
-            r["delta_db"] = round(r["fake_quant_si_sdri_db"] - fp32, 3)
             results["runs"].append(r)
             print(json.dumps({k: v for k, v in r.items() if k != "budgets"}), flush=True)
     if args.json:

@@ -272,7 +272,8 @@ def npu_components(module: Extractor) -> dict[str, tuple[nn.Module, tuple[torch.
     dilated history as ring-buffer taps (models/extractor_npu.py; same function)."""
     from avedge.models.extractor_npu import components as npu_form
 
-    return npu_form(module)
+    # Weights fine-tuned for the NPU name the log form they were tuned with.
+    return npu_form(module, getattr(module, "npu_log_ranges", 1))
 
 
 def component_recipes(precision: str, recipe: str | None = None) -> dict[str, str]:
@@ -380,6 +381,8 @@ def load_weights(path: str | Path, dims: Dims | None = None) -> Extractor:
         model.speaker_encoder.load_state_dict(enc)
     except RuntimeError as exc:
         raise AvedgeError(f"weights {str(path)!r} do not match dims {asdict(dims)}: {exc}") from exc
+    # The NPU form these weights were fine-tuned in (training_extractor_npu), if any.
+    model.npu_log_ranges = int(meta.get("npu_log_ranges", 1))
     model.eval()
     model.speaker_encoder.eval()
     return model

@@ -254,6 +254,7 @@ def train(cfg: TrainConfig, data=None, fresh: bool = False, progress: bool = Tru
     """Train (or resume) per cfg. `data` defaults to CorpusData(cfg). -> the record dict."""
     torch.set_num_threads(cfg.threads)
     out, rec_path, ckpt_path = cfg.paths()
+    out.parent.mkdir(parents=True, exist_ok=True)  # before minutes of training, not at the save
     data = data or CorpusData(cfg)
     dims = se.Dims.from_json(cfg.dims)
     torch.manual_seed(cfg.seed)

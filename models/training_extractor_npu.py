@@ -48,6 +48,7 @@ class TrainConfig:
     init: str = str(se.WEIGHTS_FILE)  # the float model to start from
     target: str = "hearable-npu"  # whose quantizer (precision scheme) is trained against
     mlp_width: int = 128  # MLP hidden units kept per block (0: keep the init's)
+    log_ranges: int = 1  # int16 log tables in the features (extractor_npu.ranged_log_power)
     steps: int = 4000
     batch: int = 8
     seconds: float = 2.0  # training crops (the QAT graph has one static shape)
@@ -112,8 +113,8 @@ def pruned(model: se.Extractor, width: int) -> se.Extractor:
 def ring_into(ring: npu.RingExtractor, model: se.Extractor) -> None:
     """Copy a (trained) NPU form's weights back into the plain extractor it came from."""
     model.in_proj.weight.copy_(ring.in_proj.weight)
-    model.in_proj.bias.copy_(ring.in_proj.bias - se.FEATURE_SCALE * math.log(
-        ring.power_scale) * ring.in_proj.weight.sum(1))
+    model.in_proj.bias.copy_(ring.in_proj.bias - se.FEATURE_SCALE * ring.log_offset
+                             * ring.in_proj.weight.sum(1))
     model.blocks.load_state_dict(ring.blocks.state_dict())
     model.out_norm.load_state_dict(ring.out_norm.state_dict())
     model.out_proj.load_state_dict(ring.out_proj.state_dict())
@@ -133,7 +134,7 @@ class Setup:
         target = get_target(cfg.target)  # an NPU board line (checked by `train`)
         self.student = student
         self.condition = npu.FilmCondition(student)
-        self.ring = npu.RingExtractor(student, npu.power_scale_for(student))
+        self.ring = npu.RingExtractor(student, npu.power_scale_for(student), cfg.log_ranges)
         self.scheme = ACTIVATIONS[target.precision]
         example = (example[0], self.film(example[1]))
         quantizer = ethos_u_quantizer(ethos_u_spec(target), self.scheme, qat=True)
@@ -217,6 +218,7 @@ def train(cfg: TrainConfig, data=None, fresh: bool = False, progress: bool = Tru
         raise AvedgeError(f"fine-tuning for {cfg.target!r} trains against its quantizer: {missing}")
     torch.set_num_threads(cfg.threads)
     out, rec_path, ckpt_path = cfg.paths()
+    out.parent.mkdir(parents=True, exist_ok=True)  # before minutes of training, not at the save
     data_cfg = tx.TrainConfig(corpus=cfg.corpus, seconds=max(cfg.seconds, 2.0), batch=cfg.batch,
                               seed=cfg.seed, holdout_synth=cfg.holdout_synth,
                               natural_share=cfg.natural_share)
@@ -230,8 +232,10 @@ def train(cfg: TrainConfig, data=None, fresh: bool = False, progress: bool = Tru
         ck = torch.load(ckpt_path, weights_only=False)
         # The init by file name: a checkout elsewhere must resume the shipped checkpoint.
         if (ck["config"]["mlp_width"] != cfg.mlp_width
+                or ck["config"].get("log_ranges", 1) != cfg.log_ranges
                 or Path(ck["config"]["init"]).name != Path(cfg.init).name):
-            raise AvedgeError(f"checkpoint {ckpt_path} is of another init/width; use --fresh")
+            raise AvedgeError(f"checkpoint {ckpt_path} is of another init/width/log form; "
+                              f"use --fresh")
         student.load_state_dict(ck["student"])
         state = ck["state"]
         log(f"resuming from {ckpt_path} at step {state['step']}")
@@ -276,7 +280,8 @@ def train(cfg: TrainConfig, data=None, fresh: bool = False, progress: bool = Tru
         torch.save({"student": trained.state_dict(), "qat": setup.qat.graph.state_dict(),
                     "opt": opt.state_dict(), "state": state, "config": asdict(cfg)}, tmp)
         tmp.replace(ckpt_path)
-        se.save_weights(trained, out, meta={"steps": state["step"], "npu_target": cfg.target})
+        se.save_weights(trained, out, meta={"steps": state["step"], "npu_target": cfg.target,
+                                            "npu_log_ranges": cfg.log_ranges})
         tmp = rec_path.with_name(rec_path.name + ".tmp")
         tmp.write_text(json.dumps(record(), indent=1) + "\n")
         tmp.replace(rec_path)

@@ -148,7 +148,9 @@ def tosa_check(edge_program, tosa_by_delegate: list, fake_quant, batches: list) 
         "relative_rms_diff": [round((e / r) ** 0.5, 6) if r else 0.0
                               for e, r in zip(err2, ref2)],
         "lsb_limit": LSB_LIMIT,
-        "ok": worst_lsb <= LSB_LIMIT + 1e-6,
+        # Outputs compare as float32 values: one step of a large-valued output measures
+        # 1.00002 steps. A lowering differs by whole steps, so a milli-step is noise.
+        "ok": worst_lsb <= LSB_LIMIT + 1e-3,
         # A wrong op or scale is off on most elements, by a lot: over REFUSE_LSB 8-bit
         # steps somewhere *and* a relative RMS difference over REFUSE_RMS on an output.
         # Rounding and table interpolation are off by a few steps on a few elements.

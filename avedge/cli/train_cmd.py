@@ -40,6 +40,8 @@ def register(sub):
     p.add_argument("--init", help="weights to start from (NPU fine-tuning; default: shipped)")
     p.add_argument("--target", help="NPU target to fine-tune for (default hearable-npu)")
     p.add_argument("--mlp-width", type=int, help="MLP units kept per block (NPU fine-tuning)")
+    p.add_argument("--log-ranges", type=int,
+                   help="int16 log tables the NPU form's features use (NPU fine-tuning; 1)")
     p.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint")
     p.add_argument("--eval-only", action="store_true",
                    help="score the weights in --out on the test sets and update the record")
@@ -57,7 +59,7 @@ def run(args) -> int:
     fields = {f.name for f in dataclasses.fields(cfg)}
     updates = {}
     for name in ("steps", "batch", "lr", "seed", "minutes", "threads", "device", "init",
-                 "target", "mlp_width"):
+                 "target", "mlp_width", "log_ranges"):
         if getattr(args, name) is not None:
             if name not in fields:
                 raise AvedgeError(f"--{name.replace('_', '-')} does not apply to training "

@@ -40,17 +40,48 @@ def stream_ring(ring, film, x, n_chunks):
     return torch.cat(outs, 1)
 
 
-@pytest.mark.parametrize("power_scale", [1.0, 16.0])
-def test_ring_form_streamed_equals_whole_utterance_extractor(power_scale):
+@pytest.mark.parametrize("power_scale,log_ranges", [(1.0, 1), (16.0, 1), (16.0, 4)])
+def test_ring_form_streamed_equals_whole_utterance_extractor(power_scale, log_ranges):
     m = tiny_model()
     enroll = torch.randn(1, se.ENROLL_SAMPLES) * 0.1
     x = torch.randn(1, se.CHUNK * 40) * 0.2
     with torch.no_grad():
         whole = m(x, m.speaker_encoder(enroll), *m.init_state(1))[0]
         film = npu.FilmCondition(m)(enroll)
-    got = stream_ring(npu.RingExtractor(m, power_scale), film, x, 40)
+    got = stream_ring(npu.RingExtractor(m, power_scale, log_ranges), film, x, 40)
     assert whole.abs().max() > 1e-3  # must not pass on silence
     assert (got - whole).abs().max() <= 1e-5
+
+
+@pytest.mark.parametrize("ranges", [1, 2, 4, 6])
+@pytest.mark.parametrize("k", [1.0, 16.0])
+def test_ranged_log_is_the_log_in_float(ranges, k):
+    """Split over several tables (each an int16 range of its own on the NPU), the log of
+    the power is still exactly the log, less a constant, from silence to clipping."""
+    gen = torch.Generator().manual_seed(0)
+    level = torch.logspace(-6, 1.5, 4000, dtype=torch.float64)  # amplitudes over 150 dB
+    re = torch.randn(4000, generator=gen, dtype=torch.float64) * level
+    im = torch.randn(4000, generator=gen, dtype=torch.float64) * level
+    re[:10] = 0.0  # digital silence: the log's floor
+    im[:10] = 0.0
+    exact = torch.log((re * re + im * im) / k + se.LOG_EPS / k)
+    got = npu.ranged_log_power(re, im, k, ranges) - npu.ranged_log_offset(k, ranges)
+    assert float((got - exact).abs().max()) < 1e-10
+
+
+def test_ring_form_refuses_no_log_table():
+    with pytest.raises(ValueError, match="log_ranges must be >= 1"):
+        npu.RingExtractor(tiny_model(), log_ranges=0)
+
+
+def test_weights_tuned_for_a_log_form_export_that_form(tmp_path):
+    path = tmp_path / "w.safetensors"
+    se.save_weights(tiny_model(), path, meta={"npu_log_ranges": 3})
+    ring, _ = se.npu_components(se.load_weights(path))["extractor"]
+    assert ring.log_ranges == 3
+    se.save_weights(tiny_model(), path)  # plain weights: one table
+    ring, _ = se.npu_components(se.load_weights(path))["extractor"]
+    assert ring.log_ranges == 1
 
 
 def test_taps_cover_each_block_at_its_dilation():

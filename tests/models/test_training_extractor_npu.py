@@ -38,9 +38,11 @@ def test_pruned_model_keeps_the_function_shape_and_width():
     torch.testing.assert_close(p.in_proj.weight, m.in_proj.weight)  # only the MLPs change
 
 
-def test_npu_form_weights_go_back_into_the_plain_extractor_exactly():
+@pytest.mark.parametrize("log_ranges", [1, 4])
+def test_npu_form_weights_go_back_into_the_plain_extractor_exactly(log_ranges):
     m = tiny_model()
-    ring = npu.RingExtractor(m, power_scale=16.0)  # log 16 folded into in_proj's bias
+    # log 16 and the ranged log's constant are folded into in_proj's bias
+    ring = npu.RingExtractor(m, power_scale=16.0, log_ranges=log_ranges)
     with torch.no_grad():
         ring.blocks[1].fc2.weight += 0.5  # "trained"
     back = se.Extractor(TINY)
@@ -67,6 +69,7 @@ def test_qat_fine_tuning_trains_resumes_and_writes_plain_weights(tmp_path):
         assert math.isfinite(h["val"]["float_si_sdri_db"])
     tuned = se.load_weights(out)
     assert tuned.dims.d_hidden == 16
+    assert tuned.npu_log_ranges == 1  # the log form it was tuned in, for the export
     start = tn.pruned(se.load_weights(init), 16)
     assert not torch.equal(tuned.blocks[0].fc1.weight, start.blocks[0].fc1.weight)
     # The speaker side is not trained: it runs in fp32 on the phone.
@@ -77,6 +80,9 @@ def test_qat_fine_tuning_trains_resumes_and_writes_plain_weights(tmp_path):
     assert json.loads(out.with_suffix(".json").read_text())["steps"] == 6
     with pytest.raises(AvedgeError, match="another init/width"):
         tn.train(tn.TrainConfig(**{**cfg.__dict__, "mlp_width": 8}), data=data,
+                 progress=False, log=lambda *a: None)
+    with pytest.raises(AvedgeError, match="log form"):
+        tn.train(tn.TrainConfig(**{**cfg.__dict__, "log_ranges": 4}), data=data,
                  progress=False, log=lambda *a: None)
 
 

@@ -86,3 +86,50 @@ def test_mixed_int16_int8_graph_lowers_to_what_fake_quant_computes(tmp_path):
     art = get_target("hearable-npu").export(m, m.calibration_inputs()[0], tmp_path / "mixed")
     check = art.manifest["tosa_check"]
     assert check["ok"] and check["max_lsb_diff"] <= 1.0, check
+
+
+class RangedLogPower(nn.Module):
+    """The speech extractor's NPU-form features: a linear "STFT" (int16 out, as in the
+    model), then log power over 4 decades of bin levels as `ranges` int16 tables
+    (models/extractor_npu.py `ranged_log_power`)."""
+
+    def __init__(self, ranges: int):
+        super().__init__()
+        self.ranges = ranges
+        gen = torch.Generator().manual_seed(0)
+        self.stft = nn.Linear(16, 128, bias=False)
+        with torch.no_grad():  # bins 2 decades apart in amplitude, 4 in power
+            self.stft.weight.copy_(torch.randn(128, 16, generator=gen)
+                                   * 10 ** (-2 * torch.rand(128, 1, generator=gen)))
+
+    def forward(self, x):  # (1, 16) -> (1, 64)
+        from avedge.models.extractor_npu import ranged_log_offset, ranged_log_power
+
+        y = self.stft(x)
+        return ranged_log_power(y[:, :64], y[:, 64:], 16.0, self.ranges) - ranged_log_offset(
+            16.0, self.ranges)
+
+    def calibration_inputs(self):
+        gen = torch.Generator().manual_seed(1)
+        return [(torch.randn(1, 16, generator=gen) * 2,) for _ in range(8)]
+
+
+@needs_arm
+def test_ranged_log_is_closer_to_the_log_on_the_npu_and_lowers_exactly(tmp_path):
+    """One int16 table over a power spectrum's range is a straight line over most bins
+    (they sit in its first segment); 4 tables each on their own span follow the log."""
+    errors = {}
+    for ranges in (1, 4):
+        m = RangedLogPower(ranges)
+        fq, batches, _, _ = quantize_for_ethos_u(m, m.calibration_inputs()[0],
+                                                 get_target("hearable-npu"), Int8StaticConfig())
+        npu = as_npu_computes(fq)
+        with torch.no_grad():
+            diff = torch.cat([(npu(*b) - m(*b)).flatten() for b in batches])
+        errors[ranges] = float(diff.pow(2).mean().sqrt())
+    assert errors[4] < 0.2 * errors[1], errors
+    m = RangedLogPower(4)
+    art = get_target("hearable-npu").export(m, m.calibration_inputs()[0], tmp_path / "ranged")
+    check = art.manifest["tosa_check"]
+    assert check["ok"] and check["max_lsb_diff"] <= 1.0, check
+    assert art.manifest["npu_estimate"]["npu_op_share"] == 1.0
