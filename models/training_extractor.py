@@ -422,6 +422,35 @@ def final_eval(cfg: TrainConfig, n: int = 100, data=None) -> dict:
     return res
 
 
+def write_calibration_set(corpus: str, n: int = 12, seconds: float = 3.0, seed: int = 99,
+                          out: str | Path = se.CALIB_FILE) -> dict:
+    """The mixtures static int8 calibrates on (`Extractor.calibration_pairs`): `n`
+    val-split mixtures of the issue #4 conditions, int16, with their enrollments. Three
+    mixtures were too few: the NPU int8 graph lost 0.42 dB against fp32 calibrated on
+    them, 0.10 dB on 12 (benchmarks/RESULTS.md, session 4). Written atomically."""
+    from avedge.models.corpus.mixtures import eval_mixtures
+
+    exs = eval_mixtures(corpus, "val", n=n, seconds=seconds, seed=seed)
+    if not exs:
+        raise AvedgeError(f"the corpus {corpus!r} has no val-split mixtures to calibrate on")
+    longest = max(len(e["enrollment"]) for e in exs)
+
+    def pcm(x, size):
+        x = np.clip(np.asarray(x, np.float64), -1.0, 1.0) * 32767
+        return np.pad(np.round(x).astype(np.int16), (0, size - len(x)))
+    out = Path(out)
+    tmp = out.with_name(out.name + ".tmp.npz")
+    np.savez_compressed(tmp, mixture=np.stack([pcm(e["mixture"], len(exs[0]["mixture"]))
+                                               for e in exs]),
+                        enrollment=np.stack([pcm(e["enrollment"], longest) for e in exs]),
+                        enrollment_len=np.array([len(e["enrollment"]) for e in exs]),
+                        voices=np.array([e.get("voice", "?") for e in exs]),
+                        seed=np.array(seed))
+    tmp.replace(out)
+    return {"file": str(out), "mixtures": len(exs), "seconds": seconds, "seed": seed,
+            "split": "val", "bytes": out.stat().st_size}
+
+
 def _machine() -> dict:
     import os
     import platform

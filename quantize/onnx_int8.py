@@ -29,12 +29,13 @@ def quantize_onnx_int8(src: Path, dst: Path, config, module=None, example_inputs
                              per_channel=config.per_channel)
         except Exception as exc:  # ORT raises onnx InferenceError, RuntimeError, ...
             # Measured with onnxruntime 1.31: a Linear on a 2-D input exports as Gemm, and
-            # the dynamic quantizer's Gemm rewrite fails shape inference. Static QDQ works.
+            # the dynamic quantizer's Gemm rewrite failed shape inference (1.32 takes it).
+            # Static QDQ works on both.
             raise AvedgeError(
                 f"onnxruntime's dynamic int8 quantizer failed on this graph "
-                f"({str(exc).splitlines()[0][:200]}); it is known to fail on Gemm nodes (a "
-                f"Linear layer applied to a 2-D input). Use --recipe int8-static, or apply "
-                f"Linear layers to 3-D inputs (B, T, C)") from exc
+                f"({str(exc).splitlines()[0][:200]}); onnxruntime before 1.32 fails on Gemm "
+                f"nodes (a Linear layer applied to a 2-D input). Use --recipe int8-static, "
+                f"upgrade onnxruntime, or apply Linear layers to 3-D inputs (B, T, C)") from exc
         return
     assert isinstance(config, Int8StaticConfig)
     batches = calibration_inputs(module, example_inputs, config.calibration_batches)

@@ -45,6 +45,9 @@ def register(sub):
     p.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint")
     p.add_argument("--eval-only", action="store_true",
                    help="score the weights in --out on the test sets and update the record")
+    p.add_argument("--calibration-set", type=int, metavar="N",
+                   help="write the family's int8 calibration file from N val-split mixtures "
+                        "of --corpus (instead of training)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the record as JSON at the end")
     p.set_defaults(func=run)
@@ -83,6 +86,14 @@ def run(args) -> int:
     if args.device is not None:
         _check_device(args.device)
     cfg = dataclasses.replace(cfg, **updates)
+    if args.calibration_set is not None:
+        if not hasattr(mod, "write_calibration_set"):
+            raise AvedgeError(f"--calibration-set does not apply to {args.family!r}")
+        if args.calibration_set < 1:
+            raise AvedgeError(f"--calibration-set wants a number of mixtures >= 1; got "
+                              f"{args.calibration_set}")
+        print_json(mod.write_calibration_set(cfg.corpus, n=args.calibration_set))
+        return 0
     if args.eval_only:
         rec = mod.final_eval(cfg)
     else:

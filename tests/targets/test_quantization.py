@@ -40,8 +40,8 @@ def test_hearable_defaults_to_static_int8(tmp_path, tiny_model):
 
 
 class TwoDLinear(torch.nn.Module):
-    """Linear layers on 2-D inputs: exported as Gemm, which ORT's dynamic quantizer
-    cannot rewrite (onnxruntime 1.31)."""
+    """Linear layers on 2-D inputs: exported as Gemm, which ORT's dynamic quantizer could
+    not rewrite before onnxruntime 1.32 (shape inference failed)."""
 
     def __init__(self):
         super().__init__()
@@ -51,12 +51,19 @@ class TwoDLinear(torch.nn.Module):
         return self.b(torch.relu(self.a(x)))
 
 
-def test_dynamic_int8_gemm_failure_is_a_clear_error_and_static_works(tmp_path):
+def test_dynamic_int8_failure_is_a_clear_error_and_static_works(tmp_path, monkeypatch):
+    import onnxruntime.quantization as ortq
     from avedge.runtime.errors import AvedgeError
 
+    def gemm_failure(*args, **kwargs):  # what onnxruntime 1.31 raised on a Gemm
+        raise RuntimeError("[ShapeInferenceError] Inferred shape and existing shape differ "
+                           "in dimension 0 (Gemm)")
+
+    monkeypatch.setattr(ortq, "quantize_dynamic", gemm_failure)
     example = (torch.randn(1, 64),)
-    with pytest.raises(AvedgeError, match=r"Gemm.*--recipe int8-static"):
+    with pytest.raises(AvedgeError, match=r"ShapeInferenceError.*--recipe int8-static"):
         get_target("cpu").export(TwoDLinear(), example, tmp_path / "dyn", recipe="int8")
-    assert not (tmp_path / "dyn").exists()
+    assert not (tmp_path / "dyn").exists()  # a failed export leaves nothing behind
+    monkeypatch.undo()
     art = get_target("cpu").export(TwoDLinear(), example, tmp_path / "static", recipe="int8-static")
     assert art.manifest["quantization"]["onnx"] == {"int8_compute_ops": 2, "float_compute_ops": 0}
