@@ -77,8 +77,9 @@ class FilmCondition(nn.Module):
 # power clamped to its own 64x span and scaled to [TABLE_TOP / 64, TABLE_TOP], so every
 # table works from its second segment on (interpolation error <= 0.006 nats); the sum
 # is the same function in float, exactly. One table stays the default: the shipped
-# NPU weights were fine-tuned against it, and on them 4 tables gave the same mean loss
-# with a third of the spread over mixtures (benchmarks/RESULTS.md, session 4).
+# NPU weights were fine-tuned against it, and on them 4 tables lost more (int8 vs fp32
+# -0.46 dB against -0.10 dB, 32 mixtures; 1500 QAT steps did not close it), although
+# the features are ~30x closer to the log (benchmarks/RESULTS.md, session 4).
 LOG_RANGE_RATIO = 64.0  # power span per table (8x in amplitude: scales stay powers of two)
 TABLE_TOP = 128.0  # each table's input ceiling: <= 256 keeps the int16 TABLE's slope valid
 

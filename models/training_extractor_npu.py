@@ -272,7 +272,8 @@ def train(cfg: TrainConfig, data=None, fresh: bool = False, progress: bool = Tru
                 "train_minutes": round(state["train_seconds"] / 60, 1),
                 "sessions": state["sessions"], "machine": tx._machine(),
                 "skipped_steps": state.get("skipped", 0),
-                "start_eval": state.get("start_eval"), "history": state["history"][-40:]}
+                "start_eval": state.get("start_eval"), "history": state["history"][-40:],
+                **_npu_eval_of(rec_path, state["step"])}
 
     def save() -> None:
         trained = copy.deepcopy(setup).finish()
@@ -347,6 +348,15 @@ def train(cfg: TrainConfig, data=None, fresh: bool = False, progress: bool = Tru
     save()
     log(f"saved {out} and {ckpt_path} at step {state['step']}")
     return record()
+
+
+def _npu_eval_of(rec_path: Path, step: int) -> dict:
+    """The record's NPU-precision score (benchmarks/bench_arm.py, written beside the
+    training figures) while it still describes these weights."""
+    if not rec_path.exists():
+        return {}
+    old = json.loads(rec_path.read_text()).get("eval_npu")
+    return {"eval_npu": old} if old and old.get("steps") == step else {}
 
 
 @torch.no_grad()
