@@ -91,3 +91,11 @@ def test_a_target_without_an_npu_is_refused_before_the_corpus_is_read(tmp_path):
                          target="hearable")
     with pytest.raises(AvedgeError, match="'hearable' has no NPU"):
         tn.train(cfg, progress=False, log=lambda *a: None)
+
+
+def test_record_keeps_the_npu_score_only_while_it_describes_the_weights(tmp_path):
+    rec = tmp_path / "npu.json"
+    assert tn._npu_eval_of(rec, 5) == {}  # no record yet
+    rec.write_text(json.dumps({"steps": 5, "eval_npu": {"steps": 5, "delta_db": -0.06}}))
+    assert tn._npu_eval_of(rec, 5) == {"eval_npu": {"steps": 5, "delta_db": -0.06}}
+    assert tn._npu_eval_of(rec, 6) == {}  # trained further: the score is stale
