@@ -426,8 +426,9 @@ def write_calibration_set(corpus: str, n: int = 12, seconds: float = 3.0, seed: 
                           out: str | Path = se.CALIB_FILE) -> dict:
     """The mixtures static int8 calibrates on (`Extractor.calibration_pairs`): `n`
     val-split mixtures of the issue #4 conditions, int16, with their enrollments. Three
-    mixtures were too few: the NPU int8 graph lost 0.42 dB against fp32 calibrated on
-    them, 0.10 dB on 12 (benchmarks/RESULTS.md, session 4). Written atomically."""
+    mixtures were too few: the NPU int8 graph lost 0.50 dB against fp32 calibrated on
+    them, 0.06 dB on 12 (100 test mixtures; benchmarks/RESULTS.md, session 4). Written
+    atomically."""
     from avedge.models.corpus.mixtures import eval_mixtures
 
     exs = eval_mixtures(corpus, "val", n=n, seconds=seconds, seed=seed)

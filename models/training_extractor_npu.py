@@ -213,6 +213,9 @@ def train(cfg: TrainConfig, data=None, fresh: bool = False, progress: bool = Tru
     if not getattr(get_target(cfg.target), "npu", None):  # before the corpus is read
         raise AvedgeError(f"target {cfg.target!r} has no NPU; QAT fine-tuning is for the "
                           f"Ethos-U board lines (hearable-npu, ethos-u85)")
+    if cfg.log_ranges < 1:
+        raise AvedgeError(f"--log-ranges wants the number of int16 log tables, >= 1 (1: one "
+                          f"table, what the shipped weights use); got {cfg.log_ranges}")
     missing = arm_toolchain_missing()
     if missing:
         raise AvedgeError(f"fine-tuning for {cfg.target!r} trains against its quantizer: {missing}")

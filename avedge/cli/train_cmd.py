@@ -41,7 +41,8 @@ def register(sub):
     p.add_argument("--target", help="NPU target to fine-tune for (default hearable-npu)")
     p.add_argument("--mlp-width", type=int, help="MLP units kept per block (NPU fine-tuning)")
     p.add_argument("--log-ranges", type=int,
-                   help="int16 log tables the NPU form's features use (NPU fine-tuning; 1)")
+                   help="int16 log tables in the NPU form's features (NPU fine-tuning; "
+                        "default 1)")
     p.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint")
     p.add_argument("--eval-only", action="store_true",
                    help="score the weights in --out on the test sets and update the record")

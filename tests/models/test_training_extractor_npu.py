@@ -99,3 +99,11 @@ def test_record_keeps_the_npu_score_only_while_it_describes_the_weights(tmp_path
     rec.write_text(json.dumps({"steps": 5, "eval_npu": {"steps": 5, "delta_db": -0.06}}))
     assert tn._npu_eval_of(rec, 5) == {"eval_npu": {"steps": 5, "delta_db": -0.06}}
     assert tn._npu_eval_of(rec, 6) == {}  # trained further: the score is stale
+
+
+def test_no_log_table_is_refused_before_the_corpus_is_read(tmp_path):
+    cfg = tn.TrainConfig(corpus=str(tmp_path / "no-bank"), out=str(tmp_path / "o" / "x.safetensors"),
+                         log_ranges=0)
+    with pytest.raises(AvedgeError, match="--log-ranges wants the number of int16 log tables"):
+        tn.train(cfg, progress=False, log=lambda *a: None)
+    assert not (tmp_path / "o").exists()
