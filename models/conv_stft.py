@@ -69,10 +69,11 @@ class ConvSTFT(nn.Module):
         self.register_buffer("synthesis", synthesis)
 
     def analyze(self, x: torch.Tensor, in_tail: torch.Tensor):
-        """x (B, L), L a multiple of hop; in_tail (B, lookahead) -> spec (B, 2F, T), new in_tail."""
-        buf = torch.cat([in_tail, x], dim=1)  # (B, lookahead + L)
-        spec = F.conv1d(buf[:, None, :], self.analysis, stride=self.hop)  # (B, 2F, T)
-        return spec, buf[:, -self.lookahead:]
+        """x (B, L), L a multiple of hop; in_tail (B, lookahead + hop*P) -> spec (B, 2F, P + T),
+        new in_tail of the same length. P > 0 past frames come first (deep filtering)."""
+        buf = torch.cat([in_tail, x], dim=1)  # (B, tail + L)
+        spec = F.conv1d(buf[:, None, :], self.analysis, stride=self.hop)  # (B, 2F, P + T)
+        return spec, buf[:, buf.shape[1] - in_tail.shape[1]:]
 
     def synthesize(self, spec: torch.Tensor, out_tail: torch.Tensor):
         """spec (B, 2F, T); out_tail (B, lookahead) -> y (B, T*hop) lagging by lookahead, new tail."""
@@ -82,6 +83,8 @@ class ConvSTFT(nn.Module):
         y = torch.cat([head, frames[:, self.lookahead: n]], dim=1)  # (B, hop*T)
         return y, frames[:, n:]
 
-    def init_state(self, batch: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
-        z = torch.zeros(batch, self.lookahead)
-        return z, z.clone()
+    def init_state(self, batch: int = 1, past_frames: int = 0
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(in_tail (B, lookahead + hop*past_frames), out_tail (B, lookahead)), zeros."""
+        return (torch.zeros(batch, self.lookahead + self.hop * past_frames),
+                torch.zeros(batch, self.lookahead))

@@ -33,6 +33,7 @@ import math
 import torch
 from avedge.models import speech_extractor as se
 from avedge.models.conv_stft import N_BINS
+from avedge.runtime.errors import AvedgeError
 from torch import nn
 
 
@@ -140,6 +141,11 @@ class RingExtractor(nn.Module):
     def __init__(self, model: se.Extractor, power_scale: float = 1.0,
                  log_ranges: int = 1):
         super().__init__()
+        if model.dims.df_order != 1:
+            raise AvedgeError(
+                f"the NPU form runs the plain complex mask (df_order 1); these weights "
+                f"deep-filter over {model.dims.df_order} frames. Fit the NPU from weights "
+                f"with df_order 1 (avedge train speech-extractor-npu --init FILE)")
         src = copy.deepcopy(model).eval()
         # log(p + eps) = log(p/k + eps/k) + log k: the same function, but an int16 log
         # table over [0, max p/k] with max p/k < 256 keeps its first segment's slope

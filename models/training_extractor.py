@@ -60,6 +60,10 @@ class TrainConfig:
     minutes: float | None = None  # wall budget of this invocation
     threads: int = 2
     device: str = "cpu"  # e.g. "cuda" on a GPU machine; checkpoints load on either
+    # Weights (.safetensors) or a checkpoint (.ckpt.pt) a new run starts from, grown to
+    # `dims` (se.grow: e.g. more deep-filter taps, the function unchanged at step 0). The
+    # schedule starts over and skips the curriculum (the model has been through it).
+    init: str | None = None
     dims: dict = field(default_factory=lambda: asdict(se.Dims()))
 
     def paths(self) -> tuple[Path, Path, Path]:
@@ -75,6 +79,8 @@ def lr_at(cfg: TrainConfig, step: int) -> float:
 
 
 def phase_at(cfg: TrainConfig, step: int) -> int:
+    if cfg.init:
+        return len(CURRICULUM) - 1
     frac = step / max(1, cfg.steps)
     return next(i for i, (end, _) in enumerate(CURRICULUM) if frac < end or end >= 1.0)
 
@@ -249,6 +255,36 @@ def _save(model, spk_head, opt, state: dict, cfg: TrainConfig, record: dict) -> 
     tmp.replace(rec_path)
 
 
+def warm_start(path: str, model: se.Extractor, spk_head: torch.nn.Module) -> dict:
+    """Load trained weights or a checkpoint into a new run's model (grown to its dims)
+    -> where they came from: {"from", "steps", "train_minutes"}."""
+    p = Path(path)
+    if not p.is_file():
+        raise AvedgeError(f"--init {path!r} does not exist (want .safetensors weights or a "
+                          f".ckpt.pt checkpoint of {se.NAME})")
+    if p.name.endswith(".ckpt.pt"):
+        ck = torch.load(p, weights_only=False, map_location="cpu")
+        ext, enc = ck["model"], ck["encoder"]
+        head = ck.get("spk_head", {}).get("weight")
+        steps, minutes = ck["state"]["step"], ck["state"]["train_seconds"] / 60
+    else:
+        src = se.load_weights(p)
+        ext, enc, head = src.state_dict(), src.speaker_encoder.state_dict(), None
+        rec = p.with_suffix(".json")
+        meta = json.loads(rec.read_text()) if rec.is_file() else {}
+        steps, minutes = meta.get("steps"), meta.get("train_minutes")
+    try:
+        se.grow(model, ext)
+        model.speaker_encoder.load_state_dict(enc)
+    except (ValueError, RuntimeError) as exc:
+        raise AvedgeError(f"--init {path!r} does not fit dims {asdict(model.dims)}: {exc}") \
+            from exc
+    if head is not None and head.shape == spk_head.weight.shape:
+        with torch.no_grad():
+            spk_head.weight.copy_(head)
+    return {"from": p.name, "steps": steps, "train_minutes": minutes}
+
+
 def train(cfg: TrainConfig, data=None, fresh: bool = False, progress: bool = True,
           log=print) -> dict:
     """Train (or resume) per cfg. `data` defaults to CorpusData(cfg). -> the record dict."""
@@ -280,6 +316,9 @@ def train(cfg: TrainConfig, data=None, fresh: bool = False, progress: bool = Tru
         if se.Dims.from_json(ck["config"]["dims"]) != dims:
             raise AvedgeError(f"checkpoint {ckpt_path} has other dims; use --fresh to restart")
         log(f"resuming from {ckpt_path} at step {state['step']}")
+    elif cfg.init:
+        state["warm_start"] = warm_start(cfg.init, model, spk_head)
+        log(f"starting from {cfg.init} ({state['warm_start']['steps']} steps before)")
     state["sessions"] += 1
     val = {"set": None}
 
@@ -303,6 +342,8 @@ def train(cfg: TrainConfig, data=None, fresh: bool = False, progress: bool = Tru
                "curriculum": [{"until": e, **{k: list(v) for k, v in kw.items()}}
                               for e, kw in CURRICULUM],
                "history": state["history"][-40:]}
+        if "warm_start" in state:
+            rec["warm_start"] = state["warm_start"]
         if final_eval:
             rec["eval"] = final_eval
         elif (rec_path.exists() and "eval" in (old := json.loads(rec_path.read_text()))

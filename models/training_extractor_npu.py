@@ -225,8 +225,12 @@ def train(cfg: TrainConfig, data=None, fresh: bool = False, progress: bool = Tru
     data_cfg = tx.TrainConfig(corpus=cfg.corpus, seconds=max(cfg.seconds, 2.0), batch=cfg.batch,
                               seed=cfg.seed, holdout_synth=cfg.holdout_synth,
                               natural_share=cfg.natural_share)
-    data = data or tx.CorpusData(data_cfg)
     teacher = se.load_weights(cfg.init)
+    if teacher.dims.df_order != 1:  # before the corpus: the NPU form would refuse it later
+        raise AvedgeError(f"--init {cfg.init!r} deep-filters over {teacher.dims.df_order} "
+                          f"frames; the NPU form runs the plain mask: start from weights "
+                          f"with df_order 1")
+    data = data or tx.CorpusData(data_cfg)
     torch.manual_seed(cfg.seed)
     student = pruned(teacher, cfg.mlp_width)
     state = {"step": 0, "train_seconds": 0.0, "history": [], "sessions": 0}

@@ -37,7 +37,8 @@ def register(sub):
     p.add_argument("--device", help="torch device to train on (default cpu; e.g. cuda)")
     p.add_argument("--holdout-synth", help="synthesizer kept out of training ('none' for none)")
     p.add_argument("--dims", help="JSON of model dimensions (default: the reference size)")
-    p.add_argument("--init", help="weights to start from (NPU fine-tuning; default: shipped)")
+    p.add_argument("--init", help="weights or checkpoint to start from (speech-extractor: a "
+                        "new run grown to --dims; NPU fine-tuning: default the shipped)")
     p.add_argument("--target", help="NPU target to fine-tune for (default hearable-npu)")
     p.add_argument("--mlp-width", type=int, help="MLP units kept per block (NPU fine-tuning)")
     p.add_argument("--log-ranges", type=int,
