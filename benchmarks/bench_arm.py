@@ -154,8 +154,8 @@ def main() -> None:
                    help="int16 log tables in the NPU form's features (models/extractor_npu.py "
                         "ranged_log_power; 1 = one table, what the shipped weights were tuned on)")
     p.add_argument("--bank", default=str(Path.home() / ".cache/avedge/voicebank"))
-    p.add_argument("--weights", help="extractor weights (default: the shipped file; pass a "
-                                     "copy while a training run is rewriting it)")
+    p.add_argument("--weights", help="extractor weights (default: the plain-mask float "
+                                     "file; pass a copy while a run is rewriting it)")
     p.add_argument("--json", help="write the results here as well")
     args = p.parse_args()
 
@@ -163,7 +163,7 @@ def main() -> None:
     from avedge.models.corpus.mixtures import eval_mixtures
 
     torch.set_num_threads(1)
-    weights = args.weights or str(se.WEIGHTS_FILE)
+    weights = args.weights or str(se.MASK_WEIGHTS_FILE)
     model = se.build(weights=weights)
     examples = eval_mixtures(args.bank, "test", n=args.n_eval)
     fp32 = si_sdri(model, "plain", model, examples)

@@ -74,7 +74,7 @@ def main() -> None:
                    choices=["a8w8-log16", "a8w8", "a16w8"])
     p.add_argument("--n", type=int, default=3, help="eval mixtures (test split)")
     p.add_argument("--bank", default=str(Path.home() / ".cache/avedge/voicebank"))
-    p.add_argument("--weights", help="extractor weights (default: the shipped file)")
+    p.add_argument("--weights", help="extractor weights (default: the plain-mask float file)")
     p.add_argument("--json", help="write the results here as well")
     args = p.parse_args()
 
@@ -84,7 +84,7 @@ def main() -> None:
     from avedge.targets.tosa_check import run_with_tosa
 
     torch.set_num_threads(1)
-    model = se.build(weights=args.weights or str(se.WEIGHTS_FILE))
+    model = se.build(weights=args.weights or str(se.MASK_WEIGHTS_FILE))
     ring, example = npu.components(model)["extractor"]
     cond = npu.FilmCondition(model)
     fq, program, tosas = lower(ring, example, args.activations)

@@ -3,13 +3,16 @@
 After Look Once to Hear (Veluri et al., CHI 2024), sized for two training cores: a
 causal conv-STFT front-end (12 ms frames, 8 ms hop), a stack of causal dilated
 depthwise-conv blocks over frames, each modulated (FiLM) by a speaker embedding,
-and a bounded complex ratio mask. The embedding comes once per enrollment from
-`SpeakerEncoder` (models/speaker_encoder.py).
+and bounded complex filter taps over the current and past frames (deep filtering;
+`Dims.df_order`, 1 = a plain complex mask). The embedding comes once per enrollment
+from `SpeakerEncoder` (models/speaker_encoder.py).
 
 Training (models/training_extractor.py, `avedge train speech-extractor`): corpus
 mixtures of neural (Kokoro) and espeak-ng voices, half the targets each, augmented;
 piper's voice is held out as the unseen-synthesizer test. The shipped weights and
-their record (steps, time, scores) are models/weights/speech_extractor.{safetensors,json}.
+their record (steps, time, scores) are models/weights/speech_extractor_df.{safetensors,
+json}; the plain-mask model they grew from (and the NPU form is fitted from) is
+models/weights/speech_extractor.{safetensors,json}.
 
 One graph serves streaming and whole-utterance use: `forward` takes any multiple of
 CHUNK samples plus explicit state, so feeding chunks one by one equals feeding the
@@ -48,7 +51,12 @@ NAME = "speech-extractor"
 CHUNK = HOP  # 128 samples = 8 ms at 16 kHz
 LOG_EPS = 1e-6
 FEATURE_SCALE = 0.1  # log-power features ~ [-14, 8] -> ~[-1.4, 0.8]
-WEIGHTS_FILE = Path(__file__).parent / "weights" / "speech_extractor.safetensors"
+# The shipped float model (cpu, hearable, GPU): deep filtering over 4 frames, grown from
+# the plain-mask model below and trained on (record: speech_extractor_df.json).
+WEIGHTS_FILE = Path(__file__).parent / "weights" / "speech_extractor_df.safetensors"
+# The plain-mask model (df_order 1) that one was grown from: the NPU form is fitted
+# from it (`avedge train speech-extractor-npu`'s default --init).
+MASK_WEIGHTS_FILE = Path(__file__).parent / "weights" / "speech_extractor.safetensors"
 # The same model fitted to the hearable NPU: MLPs pruned, fine-tuned quantization-aware
 # (models/training_extractor_npu.py). NPU targets export it when it exists.
 NPU_WEIGHTS_FILE = Path(__file__).parent / "weights" / "speech_extractor_npu.safetensors"
@@ -61,6 +69,7 @@ __all__ = [
     "CHUNK",
     "ENROLL_SAMPLES",
     "LOOKAHEAD",
+    "MASK_WEIGHTS_FILE",
     "MIN_ENROLL_SAMPLES",
     "NAME",
     "SAMPLE_RATE",
@@ -96,7 +105,7 @@ class Dims:
     # resolution of a longer window at the same 12 ms latency. With > 1 the features
     # also carry each bin's phase advance since the last frame (where in the bin the
     # harmonic sits).
-    df_order: int = 1
+    df_order: int = 4
     speaker: SpeakerDims = field(default_factory=SpeakerDims)
 
     @property
@@ -119,6 +128,7 @@ class Dims:
     def from_json(cls, d: dict) -> Dims:
         d = dict(d)
         d["speaker"] = SpeakerDims(**d.get("speaker", {}))
+        d.setdefault("df_order", 1)  # written before deep filtering: a plain mask
         return cls(**d)
 
 
@@ -428,7 +438,7 @@ def load_weights(path: str | Path, dims: Dims | None = None) -> Extractor:
     if meta.get("family", NAME) != NAME:
         raise AvedgeError(f"{str(path)!r} holds {meta['family']!r} weights, not {NAME!r}")
     if dims is None:
-        dims = Dims.from_json(json.loads(meta["dims"])) if "dims" in meta else Dims()
+        dims = Dims.from_json(json.loads(meta.get("dims", "{}")))
     model = Extractor(dims)
     ext = {k[len("extractor."):]: v for k, v in tensors.items() if k.startswith("extractor.")}
     enc = {k[len("speaker_encoder."):]: v for k, v in tensors.items()

@@ -1,7 +1,10 @@
 """Training of the target speech extractor (`avedge train speech-extractor`).
 
     avedge train speech-extractor --corpus ~/.cache/avedge/voicebank \
-        --out models/weights/speech_extractor.safetensors --steps 6000 --minutes 90
+        --out models/weights/speech_extractor_df.safetensors --steps 6000 --minutes 90
+
+`--init FILE` starts a new run from trained weights grown to `--dims` (how the shipped
+deep-filtering model came from the plain-mask one: see its record's "warm_start").
 
 Mixtures come on the fly from the corpus voice bank (models/corpus/mixtures.py). The
 loss is negative SI-SDR between the (lookahead-aligned) output and the target. A
@@ -20,7 +23,7 @@ import math
 import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -316,6 +319,8 @@ def train(cfg: TrainConfig, data=None, fresh: bool = False, progress: bool = Tru
         if se.Dims.from_json(ck["config"]["dims"]) != dims:
             raise AvedgeError(f"checkpoint {ckpt_path} has other dims; use --fresh to restart")
         log(f"resuming from {ckpt_path} at step {state['step']}")
+        if "warm_start" in state and not cfg.init:  # keep the warm start's schedule
+            cfg = replace(cfg, init=ck["config"]["init"])
     elif cfg.init:
         state["warm_start"] = warm_start(cfg.init, model, spk_head)
         log(f"starting from {cfg.init} ({state['warm_start']['steps']} steps before)")

@@ -45,7 +45,7 @@ from avedge.runtime.errors import AvedgeError
 class TrainConfig:
     corpus: str = ""
     out: str = str(se.NPU_WEIGHTS_FILE)
-    init: str = str(se.WEIGHTS_FILE)  # the float model to start from
+    init: str = str(se.MASK_WEIGHTS_FILE)  # the plain-mask float model to start from
     target: str = "hearable-npu"  # whose quantizer (precision scheme) is trained against
     mlp_width: int = 128  # MLP hidden units kept per block (0: keep the init's)
     log_ranges: int = 1  # int16 log tables in the features (extractor_npu.ranged_log_power)

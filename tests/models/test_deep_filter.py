@@ -11,7 +11,7 @@ from avedge.models import training_extractor as tr
 from avedge.runtime.errors import AvedgeError
 from tone_voices import ToneVoices
 
-PLAIN = se.Dims(d_model=16, d_hidden=32, n_blocks=3, dilation_cycle=2,
+PLAIN = se.Dims(d_model=16, d_hidden=32, n_blocks=3, dilation_cycle=2, df_order=1,
                 speaker=se.SpeakerDims(channels=16, emb_dim=8, layers=1))
 DF = replace(PLAIN, df_order=3)
 
@@ -143,6 +143,10 @@ def test_training_warm_starts_from_a_checkpoint_grown_to_deep_filtering(tmp_path
     rec = tr.train(cfg, data=data, progress=False, log=log.append)
     assert rec["steps"] == 4 and rec["warm_start"]["steps"] == 6
     assert se.load_weights(cfg.out).dims == DF
+    # Resumed without --init, the run keeps the warm start's schedule (no curriculum).
+    resumed = tr.train(replace(cfg, steps=6, init=None), data=data, progress=False,
+                       log=log.append)
+    assert resumed["steps"] == 6 and resumed["config"]["init"] == ckpt
     with pytest.raises(AvedgeError, match="does not exist"):
         tr.warm_start(str(tmp_path / "nope.safetensors"), se.Extractor(DF), head)
     with pytest.raises(AvedgeError, match="does not fit"):

@@ -15,7 +15,7 @@ from avedge.runtime.errors import AvedgeError
 from avedge.targets import get_target
 from avedge.targets.signature import describe
 
-TINY = se.Dims(d_model=16, d_hidden=32, n_blocks=4, dilation_cycle=3,
+TINY = se.Dims(d_model=16, d_hidden=32, n_blocks=4, dilation_cycle=3, df_order=1,
                speaker=se.SpeakerDims(channels=16, emb_dim=8, layers=1))
 
 

@@ -16,7 +16,7 @@ from tone_voices import ToneVoices
 MISSING = arm_toolchain_missing()
 needs_arm = pytest.mark.skipif(MISSING is not None, reason=f"Ethos-U toolchain: {MISSING}")
 
-TINY = se.Dims(d_model=16, d_hidden=32, n_blocks=3, dilation_cycle=3,
+TINY = se.Dims(d_model=16, d_hidden=32, n_blocks=3, dilation_cycle=3, df_order=1,
                speaker=se.SpeakerDims(channels=16, emb_dim=8, layers=1))
 
 

@@ -22,7 +22,7 @@ from avedge.cli.export_cmd import export_model
 MISSING = arm_toolchain_missing()
 pytestmark = pytest.mark.skipif(MISSING is not None, reason=f"Ethos-U toolchain: {MISSING}")
 
-TINY = se.Dims(d_model=16, d_hidden=32, n_blocks=3, dilation_cycle=3,
+TINY = se.Dims(d_model=16, d_hidden=32, n_blocks=3, dilation_cycle=3, df_order=1,
                speaker=se.SpeakerDims(channels=16, emb_dim=8, layers=1))
 
 
