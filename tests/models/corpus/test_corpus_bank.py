@@ -84,3 +84,26 @@ def test_bad_split_and_empty_bank_are_user_errors(bank_dir, tmp_path):
         MixtureSampler(str(bank_dir), split="dev")
     with pytest.raises(AvedgeError, match="no voice bank"):
         voicebank.open_bank(tmp_path)
+
+
+def test_training_enrollments_range_from_noisy_to_clean_eval_ones_stay_noisy(
+        bank_dir, monkeypatch):
+    from avedge.models.corpus import mixtures
+
+    def enrollment_snrs(augment):
+        snrs = []
+        real = mixtures.A.scale_to_ratio
+        monkeypatch.setattr(mixtures.A, "scale_to_ratio",
+                            lambda x, noise, snr: snrs.append(snr) or real(x, noise, snr))
+        s = MixtureSampler(str(bank_dir), split="train", seed=5, seconds=1.0, augment=augment)
+        utts = s.bank.by_voice[s.voices[0]]
+        for i in range(200):
+            s._enrollment(utts, 0, np.random.default_rng(i))
+        monkeypatch.undo()
+        return np.array(snrs)
+
+    train = enrollment_snrs(True)
+    assert 0.7 < len(train) / 200 < 0.9  # ~20 % clean: no noise added at all
+    assert 0.3 < np.mean(train > 20) < 0.5 and train.max() <= 40 and train.min() >= 5
+    evals = enrollment_snrs(False)
+    assert len(evals) == 200 and evals.min() >= 5 and evals.max() <= 20  # issue #4's range
