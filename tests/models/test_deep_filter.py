@@ -36,20 +36,6 @@ def test_stft_state_with_past_frames_replays_the_previous_frames():
         torch.testing.assert_close(spec, whole[:, :, k: k + 3], atol=1e-5, rtol=0)
 
 
-def test_deep_filter_streaming_equals_whole_utterance():
-    m = random_model(DF)
-    emb = m.speaker_encoder(torch.randn(2, se.ENROLL_SAMPLES) * 0.1)
-    x = torch.randn(2, 128 * 30) * 0.2
-    with torch.no_grad():
-        whole = m(x, emb, *m.init_state(2))[0]
-        state, outs = m.init_state(2), []
-        for k in range(30):
-            o, *state = m(x[:, k * 128:(k + 1) * 128], emb, *state)
-            outs.append(o)
-    assert whole.abs().max() > 1e-3
-    assert (torch.cat(outs, 1) - whole).abs().max() <= 1e-4
-
-
 def test_a_tap_on_the_previous_frame_delays_by_one_hop():
     """Mask 0 on the current frame, 1 on the frame before: the output is the input one
     hop (8 ms) later than the plain identity (lookahead only)."""
