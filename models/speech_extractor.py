@@ -100,11 +100,11 @@ class Dims:
     kernel: int = 3
     # Complex filter taps over frames (deep filtering, after DeepFilterNet): output frame
     # t = sum_k mask_k(t) * X(t-k). 1 = a plain complex mask. A 12 ms frame has 83 Hz
-    # bins, too coarse to mask two talkers' harmonics apart (the magnitude-mask oracle is
-    # 11.6 dB SI-SDRi on the issue #4 set); taps over past frames filter with the
-    # resolution of a longer window at the same 12 ms latency. With > 1 the features
-    # also carry each bin's phase advance since the last frame (where in the bin the
-    # harmonic sits).
+    # bins, too coarse to mask two talkers' harmonics apart (the ideal magnitude mask
+    # scores 11.2 dB SI-SDRi on the issue #4 set, benchmarks/bench_mask_oracle.py); taps
+    # over past frames filter with the resolution of a longer window at the same 12 ms
+    # latency. With > 1 the features also carry each bin's phase advance since the last
+    # frame (where in the bin the harmonic sits).
     df_order: int = 4
     speaker: SpeakerDims = field(default_factory=SpeakerDims)
 

@@ -311,13 +311,16 @@ def train(cfg: TrainConfig, data=None, fresh: bool = False, progress: bool = Tru
     state = {"step": 0, "samples": 0, "train_seconds": 0.0, "history": [], "sessions": 0}
     if ckpt_path.exists() and not fresh:
         ck = torch.load(ckpt_path, weights_only=False, map_location=dev)
+        if (ck_dims := se.Dims.from_json(ck["config"]["dims"])) != dims:
+            raise AvedgeError(
+                f"checkpoint {ckpt_path} has dims {asdict(ck_dims)}, this run "
+                f"{asdict(dims)}: pass its dims (--dims '{{\"df_order\": 1}}' for a "
+                f"plain-mask checkpoint) to resume it, or --fresh to restart")
         model.load_state_dict(ck["model"])
         enc.load_state_dict(ck["encoder"])
         spk_head.load_state_dict(ck["spk_head"])
         opt.load_state_dict(ck["opt"])
         state = ck["state"]
-        if se.Dims.from_json(ck["config"]["dims"]) != dims:
-            raise AvedgeError(f"checkpoint {ckpt_path} has other dims; use --fresh to restart")
         log(f"resuming from {ckpt_path} at step {state['step']}")
         if "warm_start" in state and not cfg.init:  # keep the warm start's schedule
             cfg = replace(cfg, init=ck["config"]["init"])

@@ -148,3 +148,12 @@ def test_npu_fine_tuning_refuses_deep_filtered_weights_before_reading_the_corpus
                           out=str(tmp_path / "npu.safetensors"))
     with pytest.raises(AvedgeError, match="deep-filters over 3 frames"):
         trn.train(cfg, progress=False)
+
+
+def test_resuming_a_checkpoint_of_other_dims_says_which_to_pass(tmp_path):
+    data = ToneVoices()
+    plain = _cfg(tmp_path, "w.safetensors", PLAIN, steps=2)
+    tr.train(plain, data=data, progress=False, log=lambda *a: None)
+    with pytest.raises(AvedgeError, match="df_order.*plain-mask checkpoint"):
+        tr.train(replace(plain, dims=asdict(DF), steps=4), data=data, progress=False,
+                 log=lambda *a: None)
