@@ -121,10 +121,13 @@ def test_npu_targets_export_the_npu_fitted_weights_when_they_ship(tmp_path, monk
 
     from avedge.cli.export_cmd import weights_for
 
-    fitted = tmp_path / "fitted.safetensors"
+    fitted, plain = tmp_path / "fitted.safetensors", tmp_path / "plain.safetensors"
     monkeypatch.setattr(se, "NPU_WEIGHTS_FILE", fitted)
+    monkeypatch.setattr(se, "MASK_WEIGHTS_FILE", plain)
     npu, cpu = get_target("hearable-npu"), get_target("hearable")
-    assert weights_for("speech-extractor", npu, None) is None  # not shipped: the default
+    assert weights_for("speech-extractor", npu, None) is None  # neither shipped: the default
+    plain.write_bytes(b"")  # the plain mask: what the NPU form runs, not the deep filter
+    assert weights_for("speech-extractor", npu, None) == str(plain)
     fitted.write_bytes(b"")
     assert weights_for("speech-extractor", npu, None) == str(fitted)
     assert weights_for("speech-extractor", cpu, None) is None  # not an NPU

@@ -59,13 +59,19 @@ def export_model(model, target, out, recipe: str | None = None, allow_over_budge
 
 def weights_for(family: str, target, weights: str | None) -> str | None:
     """The user's weights, else for an NPU target the family's NPU-fitted weights
-    (pruned + quantization-aware fine-tuned for it) when they ship, else the default."""
+    (pruned + quantization-aware fine-tuned for it) when they ship, else its plain-mask
+    float weights (the form an NPU runs; the default float model may deep-filter) when
+    they ship, else the default."""
     if weights is not None or not target.npu or ":" in family:
         return weights
     from avedge.models.registry import get_family
 
-    npu_weights = getattr(get_family(family), "NPU_WEIGHTS_FILE", None)
-    return str(npu_weights) if npu_weights is not None and Path(npu_weights).exists() else None
+    fam = get_family(family)
+    for attr in ("NPU_WEIGHTS_FILE", "MASK_WEIGHTS_FILE"):
+        path = getattr(fam, attr, None)
+        if path is not None and Path(path).exists():
+            return str(path)
+    return None
 
 
 def run(args) -> int:
