@@ -45,7 +45,7 @@ def oracle_scores(examples: list[dict]) -> dict[str, float]:
              "cirm_tanh": (mr.clamp(-1, 1), mi.clamp(-1, 1))}
     out = {}
     for name, (ar, ai) in masks.items():
-        y, _ = stft.synthesize(torch.cat([ar * xr - ai * xi, ar * xi + ai * xr], 1),
+        y, _ = stft.synthesize(se.complex_mul(torch.cat([ar, ai], 1), spec_x),
                                stft.init_state(len(examples))[1])
         ref, mix = s[:, : n - LOOKAHEAD], x[:, : n - LOOKAHEAD]
         out[name] = round(se.metric(y[:, LOOKAHEAD:], ref, mix)["si_sdri_db"], 2)

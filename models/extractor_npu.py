@@ -130,6 +130,16 @@ class WholeUtterance(nn.Module):
         return self.ring.utterance(mixture, film)
 
 
+def require_plain_mask(dims: se.Dims, what: str) -> None:
+    """The NPU form runs the plain complex mask: refuse deep-filtered weights, saying so."""
+    if dims.df_order != 1:
+        raise AvedgeError(
+            f"{what} deep-filters over {dims.df_order} frames (df_order {dims.df_order}); "
+            f"the NPU form runs the plain complex mask (df_order 1): fit it from plain-mask "
+            f"weights, e.g. {se.MASK_WEIGHTS_FILE.name} (the default --init of `avedge "
+            f"train speech-extractor-npu`)")
+
+
 class RingExtractor(nn.Module):
     """`Extractor` for one chunk per call, FiLM hoisted, dilated history as ring taps."""
 
@@ -141,11 +151,7 @@ class RingExtractor(nn.Module):
     def __init__(self, model: se.Extractor, power_scale: float = 1.0,
                  log_ranges: int = 1):
         super().__init__()
-        if model.dims.df_order != 1:
-            raise AvedgeError(
-                f"the NPU form runs the plain complex mask (df_order 1); these weights "
-                f"deep-filter over {model.dims.df_order} frames. Fit the NPU from weights "
-                f"with df_order 1 (avedge train speech-extractor-npu --init FILE)")
+        require_plain_mask(model.dims, "the model")
         src = copy.deepcopy(model).eval()
         # log(p + eps) = log(p/k + eps/k) + log k: the same function, but an int16 log
         # table over [0, max p/k] with max p/k < 256 keeps its first segment's slope
@@ -238,8 +244,7 @@ class RingExtractor(nn.Module):
             h = nn.functional.layer_norm(h, (d,), eps=blk.norm.eps) * scale + shift
             x = x + blk.fc2(blk.act(blk.fc1(h)))
         m = torch.tanh(self.out_proj(self.out_norm(x))).transpose(1, 2)  # (B, 2F, T)
-        mr, mi = m[:, :N_BINS], m[:, N_BINS:]
-        return torch.cat([mr * re - mi * im, mr * im + mi * re], dim=1), frames
+        return se.complex_mul(m, spec), frames
 
     @torch.no_grad()
     def calibration_inputs(self) -> list[tuple[torch.Tensor, ...]]:

@@ -108,6 +108,13 @@ class Dims:
     df_order: int = 4
     speaker: SpeakerDims = field(default_factory=SpeakerDims)
 
+    def __post_init__(self):
+        if self.df_order < 1:
+            from avedge.runtime.errors import AvedgeError
+
+            raise AvedgeError(f"df_order must be >= 1 (1: a plain complex mask, N: taps "
+                              f"over N frames); got {self.df_order}")
+
     @property
     def dilations(self) -> list[int]:
         return [2 ** (i % self.dilation_cycle) for i in range(self.n_blocks)]
@@ -172,8 +179,6 @@ class Extractor(nn.Module):
         super().__init__()
         self.dims = d = dims or Dims()
         self.stft = ConvSTFT()
-        if d.df_order < 1:
-            raise ValueError(f"df_order must be >= 1 (1: a plain mask); got {d.df_order}")
         self.in_proj = nn.Linear(d.n_features, d.d_model)
         self.film = nn.Linear(d.speaker.emb_dim, d.n_blocks * 2 * d.d_model)
         nn.init.zeros_(self.film.weight)

@@ -294,8 +294,8 @@ def train(cfg: TrainConfig, data=None, fresh: bool = False, progress: bool = Tru
     torch.set_num_threads(cfg.threads)
     out, rec_path, ckpt_path = cfg.paths()
     out.parent.mkdir(parents=True, exist_ok=True)  # before minutes of training, not at the save
+    dims = se.Dims.from_json(cfg.dims)  # bad dims fail before the corpus is read
     data = data or CorpusData(cfg)
-    dims = se.Dims.from_json(cfg.dims)
     torch.manual_seed(cfg.seed)
     model = se.Extractor(dims)
     enc = model.speaker_encoder

@@ -226,10 +226,7 @@ def train(cfg: TrainConfig, data=None, fresh: bool = False, progress: bool = Tru
                               seed=cfg.seed, holdout_synth=cfg.holdout_synth,
                               natural_share=cfg.natural_share)
     teacher = se.load_weights(cfg.init)
-    if teacher.dims.df_order != 1:  # before the corpus: the NPU form would refuse it later
-        raise AvedgeError(f"--init {cfg.init!r} deep-filters over {teacher.dims.df_order} "
-                          f"frames; the NPU form runs the plain mask: start from weights "
-                          f"with df_order 1")
+    npu.require_plain_mask(teacher.dims, f"--init {cfg.init!r}")  # before the corpus is read
     data = data or tx.CorpusData(data_cfg)
     torch.manual_seed(cfg.seed)
     student = pruned(teacher, cfg.mlp_width)

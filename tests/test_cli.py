@@ -159,3 +159,15 @@ def test_npu_fine_tuning_refuses_dims(tmp_path, capsys):
     assert main(["train", "speech-extractor-npu", "--corpus", str(tmp_path), "--dims",
                  '{"d_model": 64}', "--out", str(tmp_path / "w.safetensors")]) != 0
     assert "--dims does not apply to training 'speech-extractor-npu'" in capsys.readouterr().err
+
+
+def test_train_dims_must_be_a_json_object_of_known_names(tmp_path, capsys):
+    from avedge.cli import main
+
+    out = str(tmp_path / "w.safetensors")
+    for dims, said in (("df_order=4", "wants a JSON object"),
+                       ('{"dff": 4}', "unknown dimension(s) dff; accepted: d_hidden"),
+                       ('{"df_order": 0}', "df_order must be >= 1")):
+        assert main(["train", "speech-extractor", "--dims", dims, "--out", out,
+                     "--corpus", str(tmp_path / "no-bank"), "--no-progress"]) != 0
+        assert said in capsys.readouterr().err

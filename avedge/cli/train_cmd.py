@@ -84,7 +84,7 @@ def run(args) -> int:
         if "dims" not in fields:
             raise AvedgeError(f"--dims does not apply to training {args.family!r} (its "
                               f"dimensions come from the weights it starts from)")
-        updates["dims"] = {**cfg.dims, **json.loads(args.dims)}
+        updates["dims"] = {**cfg.dims, **_parse_dims(args.dims, cfg.dims)}
     if args.device is not None:
         _check_device(args.device)
     cfg = dataclasses.replace(cfg, **updates)
@@ -103,6 +103,23 @@ def run(args) -> int:
     if args.json:
         print_json(rec)
     return 0
+
+
+def _parse_dims(text: str, defaults: dict) -> dict:
+    """--dims JSON -> dict of known dimension names, or a clear error."""
+    example = '{"df_order": 4}' if "df_order" in defaults else '{"d_model": 64}'
+    try:
+        dims = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise AvedgeError(f"--dims wants a JSON object, e.g. '{example}'; got {text!r} "
+                          f"({exc.msg})") from exc
+    if not isinstance(dims, dict):
+        raise AvedgeError(f"--dims wants a JSON object, e.g. '{example}'; got {text!r}")
+    unknown = sorted(set(dims) - set(defaults))
+    if unknown:
+        raise AvedgeError(f"--dims: unknown dimension(s) {', '.join(unknown)}; accepted: "
+                          f"{', '.join(sorted(defaults))}")
+    return dims
 
 
 def _check_device(name: str) -> None:
