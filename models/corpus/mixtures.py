@@ -7,7 +7,8 @@
 A sample: the target utterance (augmented: speed, pitch, EQ, level, room) placed in a
 `seconds` window, 1-2 interfering talkers of *other* voices of the same split at SIR
 (target vs. the sum of interferers) in sir_db, noise (white/pink/brown/babble) at SNR
-(target vs. noise) in snr_db, and a noisy enrollment clip: a different utterance of the
+(target vs. noise) in snr_db (with probability p_solo no talker: the target alone in
+noise, which a hearable must pass untouched), and a noisy enrollment clip: a different utterance of the
 same voice. The training target is the target's direct path plus early reflections
 (EARLY_MS), which is what a hearable should hand back.
 
@@ -55,7 +56,7 @@ class MixtureSampler:
                  sample_rate: int = 16000, seconds: float = 4.0, n_interferers=(1, 2),
                  sir_db=(-5, 5), snr_db=(0, 15), enroll_seconds: float = 4.0,
                  augment: bool = True, holdout_synth: str | None = None,
-                 noise_types=A.NOISE_TYPES):
+                 noise_types=A.NOISE_TYPES, p_solo: float = 0.0):
         if sample_rate != SAMPLE_RATE:
             raise AvedgeError(f"the voice bank is at {SAMPLE_RATE} Hz; sample_rate={sample_rate}"
                               " is not supported")
@@ -72,6 +73,9 @@ class MixtureSampler:
         self.sir_db = tuple(sir_db) if np.ndim(sir_db) else (sir_db, sir_db)
         self.snr_db = tuple(snr_db) if np.ndim(snr_db) else (snr_db, snr_db)
         self.augment = augment
+        if not 0.0 <= p_solo <= 1.0:
+            raise AvedgeError(f"p_solo is a probability (0..1); got {p_solo}")
+        self.p_solo = p_solo
         self.noise_types = tuple(noise_types)
         self.voices = [v for v in self.bank.voices_in(split, holdout_synth)
                        if len(self.bank.by_voice[v]) >= 2]  # target + a different enrollment
@@ -110,6 +114,8 @@ class MixtureSampler:
         target_wet, target, off, factor = self._talker(tu, rng, self.n)
         # Interferers: other voices of the same split, summed, then set to the SIR.
         n_int = int(rng.integers(self.n_interferers[0], self.n_interferers[1] + 1))
+        if self.p_solo and rng.random() < self.p_solo:  # drawn only when asked: eval sets
+            n_int = 0  # keep their draws
         others = [v for v in self.voices if v != voice]
         ivoices = [others[j] for j in rng.choice(len(others), size=min(n_int, len(others)),
                                                  replace=False)]

@@ -107,3 +107,14 @@ def test_training_enrollments_range_from_noisy_to_clean_eval_ones_stay_noisy(
     assert 0.3 < np.mean(train > 20) < 0.5 and train.max() <= 40 and train.min() >= 5
     evals = enrollment_snrs(False)
     assert len(evals) == 200 and evals.min() >= 5 and evals.max() <= 20  # issue #4's range
+
+
+def test_solo_share_leaves_the_target_alone_in_noise(bank_dir):
+    solo = MixtureSampler(str(bank_dir), split="train", seed=5, seconds=1.0, p_solo=1.0)
+    for ex, _ in zip(solo, range(4)):
+        assert ex["interferers"] == []
+    some = MixtureSampler(str(bank_dir), split="train", seed=5, seconds=1.0, p_solo=0.5)
+    n_solo = sum(not some.sample_at(i)["interferers"] for i in range(40))
+    assert 8 <= n_solo <= 32
+    with pytest.raises(AvedgeError, match="p_solo is a probability"):
+        MixtureSampler(str(bank_dir), split="train", p_solo=1.5)
