@@ -131,14 +131,7 @@ class WholeUtterance(nn.Module):
 
 
 def require_plain_mask(dims: se.Dims, what: str) -> None:
-    """The NPU form runs the plain complex mask: refuse deep-filtered weights and the
-    per-bin head, saying so."""
-    if dims.df_order == 1 and dims.bin_head:
-        raise AvedgeError(
-            f"{what} has a per-bin head (bin_head {dims.bin_head}); the NPU form runs the "
-            f"plain complex mask without it: fit it from plain-mask weights, e.g. "
-            f"{se.MASK_WEIGHTS_FILE.name} (the default --init of `avedge train "
-            f"speech-extractor-npu`)")
+    """The NPU form runs the plain complex mask: refuse deep-filtered weights, saying so."""
     if dims.df_order != 1:
         raise AvedgeError(
             f"{what} deep-filters over {dims.df_order} frames (df_order {dims.df_order}); "

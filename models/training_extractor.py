@@ -72,10 +72,6 @@ class TrainConfig:
     # `dims` (se.grow: e.g. more deep-filter taps, the function unchanged at step 0). The
     # schedule starts over and skips the curriculum (the model has been through it).
     init: str | None = None
-    # The per-bin head (Dims.bin_head) learns at this multiple of lr: grown into trained
-    # weights at zero, at their fine-tuning rate it had moved its output by < 0.04 after
-    # 750 steps (no change in val).
-    head_lr_scale: float = 10.0
     dims: dict = field(default_factory=lambda: asdict(se.Dims()))
 
     def paths(self) -> tuple[Path, Path, Path]:
@@ -317,11 +313,7 @@ def train(cfg: TrainConfig, data=None, fresh: bool = False, progress: bool = Tru
     for m in (model, enc, spk_head):  # the encoder is not a submodule of the extractor
         m.to(dev)
     params = list(model.parameters()) + list(enc.parameters()) + list(spk_head.parameters())
-    head = list(model.bin_head.parameters()) if model.bin_head is not None else []
-    groups = [{"params": [p for p in params if all(p is not h for h in head)], "scale": 1.0}]
-    if head:
-        groups.append({"params": head, "scale": cfg.head_lr_scale})
-    opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     state = {"step": 0, "samples": 0, "train_seconds": 0.0, "history": [], "sessions": 0}
     if ckpt_path.exists() and not fresh:
         ck = torch.load(ckpt_path, weights_only=False, map_location=dev)
@@ -405,7 +397,7 @@ def train(cfg: TrainConfig, data=None, fresh: bool = False, progress: bool = Tru
             model.train()
             enc.train()
             for g in opt.param_groups:
-                g["lr"] = lr_at(cfg, step) * g.get("scale", 1.0)  # older checkpoints: 1 group
+                g["lr"] = lr_at(cfg, step)
             emb = enc(enr)
             est = se.extract(model, mix, emb)
             loss = -se.si_sdr(est, tgt).clamp(max=40.0).mean()
