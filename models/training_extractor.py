@@ -18,17 +18,18 @@ same command again to continue; `--fresh` starts over.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import signal
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 from avedge.models import speech_extractor as se
+from avedge.models.batch_loader import BatchLoader
 from avedge.runtime.errors import AvedgeError
 
 CURRICULUM = (  # (fraction of steps where the phase ends, sampler settings)
@@ -67,6 +68,11 @@ class TrainConfig:
     checkpoint_minutes: float = 5.0
     minutes: float | None = None  # wall budget of this invocation
     threads: int = 2
+    # Mixture-drawing workers (models/batch_loader.py): 1 = a background thread, enough
+    # on 2 CPU cores; a GPU machine needs processes to keep up (a batch of 32 costs ~1.6 s
+    # of one core). New voices of a bank still being built reach processes only at the
+    # next run.
+    workers: int = 1
     device: str = "cpu"  # e.g. "cuda" on a GPU machine; checkpoints load on either
     # Weights (.safetensors) or a checkpoint (.ckpt.pt) a new run starts from, grown to
     # `dims` (se.grow: e.g. more deep-filter taps, the function unchanged at step 0). The
@@ -223,6 +229,12 @@ def make_batch(data, cfg: TrainConfig, phase: int, start: int, rng: np.random.Ge
     return mix, tgt, torch.stack(enrolls), torch.tensor(labels, dtype=torch.int64)
 
 
+def batch_for_step(cfg: TrainConfig, data, step: int):
+    """The batch of optimizer step `step`: a pure function of (cfg, step)."""
+    return make_batch(data, cfg, phase_at(cfg, step), step * cfg.batch,
+                      np.random.default_rng([cfg.seed, step]))
+
+
 # ----------------------------------------------------------------------------- eval
 
 @torch.no_grad()
@@ -377,22 +389,15 @@ def train(cfg: TrainConfig, data=None, fresh: bool = False, progress: bool = Tru
         bar = tqdm(total=cfg.steps, initial=state["step"], unit="step", dynamic_ncols=True)
     t_session = time.time()
     t_ckpt = time.time()
-    pool = ThreadPoolExecutor(1)
-
-    def fetch(step):
-        ph = phase_at(cfg, step)
-        return pool.submit(make_batch, data, cfg, ph, step * cfg.batch,
-                           np.random.default_rng([cfg.seed, step]))
-
-    pending = fetch(state["step"])
+    loader = BatchLoader(functools.partial(batch_for_step, cfg), data, state["step"],
+                         cfg.workers)
     try:
         while state["step"] < cfg.steps and not stop["flag"]:
             if cfg.minutes is not None and time.time() - t_session > cfg.minutes * 60:
                 log(f"time budget of {cfg.minutes} min reached")
                 break
             step = state["step"]
-            mix, tgt, enr, labels = (t.to(dev) for t in pending.result())
-            pending = fetch(step + 1)
+            mix, tgt, enr, labels = (t.to(dev) for t in loader.next())
             t0 = time.time()
             model.train()
             enc.train()
@@ -432,7 +437,7 @@ def train(cfg: TrainConfig, data=None, fresh: bool = False, progress: bool = Tru
                 if hasattr(data, "refresh") and data.refresh():
                     log(f"corpus grew: {data.describe()['train_voices']} training voices")
     finally:
-        pool.shutdown(wait=True)
+        loader.close()
         if bar:
             bar.close()
         for s, h in old_handlers.items():

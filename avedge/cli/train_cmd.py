@@ -34,6 +34,8 @@ def register(sub):
     p.add_argument("--seed", type=int, help="corpus / init seed")
     p.add_argument("--minutes", type=float, help="stop (and checkpoint) after this wall time")
     p.add_argument("--threads", type=int, help="torch threads")
+    p.add_argument("--workers", type=int, help="processes drawing training mixtures (default "
+                   "1: a background thread; more on a GPU machine)")
     p.add_argument("--device", help="torch device to train on (default cpu; e.g. cuda)")
     p.add_argument("--holdout-synth", help="synthesizer kept out of training ('none' for none)")
     p.add_argument("--dims", help="JSON of model dimensions (default: the reference size)")
@@ -63,7 +65,7 @@ def run(args) -> int:
     cfg = mod.TrainConfig()
     fields = {f.name for f in dataclasses.fields(cfg)}
     updates = {}
-    for name in ("steps", "batch", "lr", "seed", "minutes", "threads", "device", "init",
+    for name in ("steps", "batch", "lr", "seed", "minutes", "threads", "workers", "device", "init",
                  "target", "mlp_width", "log_ranges"):
         if getattr(args, name) is not None:
             if name not in fields:

@@ -207,6 +207,11 @@ class VoiceBank:
             raise AvedgeError(f"voice bank at {self.root} is empty (still building?)")
         self.sample_rate = SAMPLE_RATE
 
+    def __getstate__(self) -> dict:
+        # Pickled for training workers: the memory maps would be copied in whole; each
+        # process maps the files again on first use instead.
+        return {**self.__dict__, "_audio": {}}
+
     @property
     def voices(self) -> list[str]:
         return sorted(self.by_voice)
