@@ -69,7 +69,7 @@ class TrainConfig:
     minutes: float | None = None  # wall budget of this invocation
     threads: int = 2
     # Mixture-drawing workers (models/batch_loader.py): 1 = a background thread, enough
-    # on 2 CPU cores; a GPU machine needs processes to keep up (a batch of 32 costs ~1.6 s
+    # on 2 CPU cores; a GPU machine needs processes to keep up (a batch of 32 costs ~0.5 s
     # of one core). New voices of a bank still being built reach processes only at the
     # next run.
     workers: int = 1
