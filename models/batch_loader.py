@@ -9,7 +9,7 @@ the batches do not depend on how many workers drew them. One worker is a backgro
 thread sharing `data`: enough on a 2-core machine, where the model takes the cores. More
 are processes (spawned: the parent holds torch's thread pools, which do not survive a
 fork), each with its own copy of `data`, pickled once at start; a GPU step is far
-shorter than the ~0.12 s of one core that 8 mixtures cost to draw (measured).
+shorter than the ~0.17 s of one core that 8 mixtures cost to draw (measured).
 """
 
 from __future__ import annotations

@@ -69,7 +69,7 @@ class TrainConfig:
     minutes: float | None = None  # wall budget of this invocation
     threads: int = 2
     # Mixture-drawing workers (models/batch_loader.py): 1 = a background thread, enough
-    # on 2 CPU cores; a GPU machine needs processes to keep up (a batch of 32 costs ~0.5 s
+    # on 2 CPU cores; a GPU machine needs processes to keep up (a batch of 32 costs ~0.7 s
     # of one core). New voices of a bank still being built reach processes only at the
     # next run.
     workers: int = 1
@@ -212,7 +212,8 @@ def make_batch(data, cfg: TrainConfig, phase: int, start: int, rng: np.random.Ge
     index = getattr(data, "voice_index", {})
     for i in range(cfg.batch):
         ex = data.sample(phase, start + i)
-        labels.append(index.get(ex.get("voice"), -1))
+        # A shifted voice is a new speaker: no class of the speaker-ID loss.
+        labels.append(-1 if ex.get("voice_shift") else index.get(ex.get("voice"), -1))
         g = 10 ** (rng.uniform(*GAIN_DB) / 20)
         mixes.append(np.clip(ex["mixture"] * g, -1.0, 1.0))
         targets.append(ex["target"] * g)

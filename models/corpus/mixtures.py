@@ -31,6 +31,14 @@ P_SPEED, P_PITCH, P_EQ, P_REVERB = 0.5, 0.25, 0.5, 0.5
 # did worse with a clean one of the held-out synthesizer's voice (-1 dB noise only) than
 # with a noisy one (+1 dB) - a user may well enroll in a quiet room.
 P_CLEAN_ENROLL, P_QUIET_ENROLL = 0.2, 0.3
+# New voices from old ones (training only): with this probability the target utterance
+# *and* its enrollment are pitch- and formant-shifted together by up to VOICE_SHIFT
+# semitones, a speaker of another size. The natural voices are 5 Kokoro styles and their
+# blends; on piper's unseen voice the model turned the target down by ~5 dB in every band
+# even when enrolled on the very same utterance, so it is the voices it knows, not the
+# enrollment, that are too few. (The independent pitch/speed perturbations below train
+# tolerance to a voice's own variation instead: the enrollment does not follow them.)
+P_VOICE_SHIFT, VOICE_SHIFT = 0.5, 3.0
 PEAK = 0.95  # mixture peak after scaling (no clipping)
 LEVEL_DBFS = (-33.0, -18.0)  # target RMS
 
@@ -85,10 +93,10 @@ class MixtureSampler:
         self._i = 0
 
     # -- one talker -------------------------------------------------------------------
-    def _talker(self, u: BankUtt, rng, n: int):
+    def _talker(self, u: BankUtt, rng, n: int, shift: float = 0.0):
         """-> (reverberant window, early-reverb window, offset of the utterance start,
-        speed factor)."""
-        x = self.bank.audio(u)
+        speed factor). `shift`: the voice's pitch/formant shift in semitones."""
+        x = A.pitch_shift(self.bank.audio(u), shift) if shift else self.bank.audio(u)
         factor = 1.0
         if self.augment:
             if rng.random() < P_SPEED:
@@ -111,7 +119,10 @@ class MixtureSampler:
         utts = self.bank.by_voice[voice]
         k = int(rng.integers(len(utts)))
         tu = utts[k]
-        target_wet, target, off, factor = self._talker(tu, rng, self.n)
+        shift = 0.0
+        if self.augment and rng.random() < P_VOICE_SHIFT:  # eval sets keep their draws
+            shift = float(rng.uniform(-VOICE_SHIFT, VOICE_SHIFT))
+        target_wet, target, off, factor = self._talker(tu, rng, self.n, shift)
         # Interferers: other voices of the same split, summed, then set to the SIR.
         n_int = int(rng.integers(self.n_interferers[0], self.n_interferers[1] + 1))
         if self.p_solo and rng.random() < self.p_solo:  # drawn only when asked: eval sets
@@ -137,14 +148,14 @@ class MixtureSampler:
             mixture = mixture + A.scale_to_ratio(target_wet, interf, sir)
         mixture = mixture + A.scale_to_ratio(target_wet, noise, snr)
         g = min(1.0, PEAK / (np.abs(mixture).max() + A.EPS))  # same gain keeps SIR/SNR
-        enroll = self._enrollment(utts, k, rng)
+        enroll = self._enrollment(utts, k, rng, shift)
         return {
             "mixture": (mixture * g).astype(np.float32),  # (T,)
             "target": (target * g).astype(np.float32),  # (T,)
             "enrollment": enroll,  # (E,) E <= enroll_seconds * 16000
             "voice": voice, "synth": tu.synth, "text": tu.text, "utt_index": tu.index,
             "target_offset": off,  # samples: where the (speed-perturbed) utterance starts
-            "speed": factor, "interferers": ivoices, "sir_db": sir, "snr_db": snr,
+            "speed": factor, "voice_shift": shift, "interferers": ivoices, "sir_db": sir, "snr_db": snr,
             "noise": ntype, "sample_rate": SAMPLE_RATE,
         }
 
@@ -159,15 +170,18 @@ class MixtureSampler:
             out += x / A.rms(x)
         return out / A.rms(out)
 
-    def _enrollment(self, utts, k, rng) -> np.ndarray:
-        """A different utterance of the same voice, noisy (SNR 5-20 dB; in training also
-        quieter or clean, see P_CLEAN_ENROLL), <= n_enroll."""
+    def _enrollment(self, utts, k, rng, shift: float = 0.0) -> np.ndarray:
+        """A different utterance of the same voice (shifted as the target's: `shift`),
+        noisy (SNR 5-20 dB; in training also quieter or clean, see P_CLEAN_ENROLL),
+        <= n_enroll."""
         j = int(rng.integers(len(utts) - 1))
         j = j + 1 if j >= k else j
         x = self.bank.audio(utts[j])
         if len(x) > self.n_enroll:
             s = int(rng.integers(len(x) - self.n_enroll + 1))
             x = x[s: s + self.n_enroll]
+        if shift:
+            x = A.pitch_shift(x, shift)
         if self.augment and rng.random() < P_REVERB:
             x, _ = A.reverb(x, _pick(rng, A.rir_bank(self.seed)))
         noise = A.colored_noise(len(x), _pick(rng, ("white", "pink", "brown")), rng)

@@ -118,3 +118,30 @@ def test_solo_share_leaves_the_target_alone_in_noise(bank_dir):
     assert 8 <= n_solo <= 32
     with pytest.raises(AvedgeError, match="p_solo is a probability"):
         MixtureSampler(str(bank_dir), split="train", p_solo=1.5)
+
+
+def test_voice_shift_moves_target_and_enrollment_together_never_in_eval_sets(
+        bank_dir, monkeypatch):
+    from avedge.models.corpus import mixtures
+
+    calls = []
+    real = mixtures.A.pitch_shift
+    monkeypatch.setattr(mixtures.A, "pitch_shift",
+                        lambda x, st, **kw: calls.append((len(x), st)) or real(x, st, **kw))
+    monkeypatch.setattr(mixtures, "P_PITCH", 0.0)  # only the voice shift calls pitch_shift
+    s = MixtureSampler(str(bank_dir), split="train", seed=5, seconds=1.0, enroll_seconds=3.0)
+    shifted = 0
+    for i in range(12):
+        calls.clear()
+        ex = s.sample_at(i)
+        if ex["voice_shift"]:
+            shifted += 1
+            assert [st for _, st in calls] == [ex["voice_shift"]] * 2  # target, enrollment
+            assert abs(ex["voice_shift"]) <= mixtures.VOICE_SHIFT
+        else:
+            assert calls == []
+    assert 2 <= shifted <= 10
+    calls.clear()
+    assert all(e["voice_shift"] == 0 for e in eval_mixtures(str(bank_dir), "test", n=6,
+                                                              seconds=1.0))
+    assert calls == []
