@@ -4,12 +4,12 @@
     for ex in sampler:                  # endless, deterministic given seed
         ex["mixture"], ex["target"], ex["enrollment"]   # float32 at 16 kHz
 
-A sample: the target utterance (augmented: speed, pitch, EQ, level, room) placed in a
-`seconds` window, 1-2 interfering talkers of *other* voices of the same split at SIR
-(target vs. the sum of interferers) in sir_db, noise (white/pink/brown/babble) at SNR
-(target vs. noise) in snr_db (with probability p_solo no talker: the target alone in
-noise, which a hearable must pass untouched), and a noisy enrollment clip: a different utterance of the
-same voice. The training target is the target's direct path plus early reflections
+A sample: the target utterance (augmented: speed, pitch, EQ, level, room; in training
+half of them a new voice, see P_VOICE_SHIFT) placed in a `seconds` window, 1-2
+interfering talkers of *other* voices of the same split at SIR (target vs. the sum of
+interferers) in sir_db (with probability p_solo none: the target alone in noise, which
+a hearable must pass untouched), noise (white/pink/brown/babble) at SNR (target vs.
+noise) in snr_db, and a noisy enrollment clip: a different utterance of the same voice. The training target is the target's direct path plus early reflections
 (EARLY_MS), which is what a hearable should hand back.
 
 Sample i is a pure function of (seed, i): `sample_at(i)` gives it directly, so a data
