@@ -15,6 +15,7 @@ shorter than the ~0.17 s of one core that 8 mixtures cost to draw (measured).
 from __future__ import annotations
 
 import collections
+import functools
 import multiprocessing
 import signal
 from collections.abc import Callable
@@ -37,32 +38,33 @@ def _make_in_worker(make: Callable[[Any, int], Any], step: int) -> Any:
     return make(_WORKER_DATA, step)
 
 
+def check_workers(workers: int) -> None:
+    """Refuse a worker count that cannot draw batches, saying what is accepted."""
+    if workers < 1:
+        from avedge.runtime.errors import AvedgeError
+
+        raise AvedgeError(f"--workers must be >= 1 (1: a background thread, N: N "
+                          f"processes); got {workers}")
+
+
 class BatchLoader:
     def __init__(self, make: Callable[[Any, int], Any], data: Any, first_step: int,
                  workers: int = 1):
-        if workers < 1:
-            from avedge.runtime.errors import AvedgeError
-
-            raise AvedgeError(f"workers must be >= 1 (1: a background thread, N: N "
-                              f"processes); got {workers}")
-        self.make, self.data = make, data
-        if workers == 1:
+        check_workers(workers)
+        if workers == 1:  # the thread shares `data`; processes hold their own copy
             self.pool = ThreadPoolExecutor(1)
+            self._call = functools.partial(make, data)
         else:
             self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(
                 "spawn"), initializer=_init_worker, initargs=(data,))
-        self.workers = workers
+            self._call = functools.partial(_make_in_worker, make)
         self.pending: collections.deque[Future] = collections.deque()
         self.next_step = first_step
         for _ in range(workers):  # one batch ahead per worker
             self._submit()
 
     def _submit(self) -> None:
-        if self.workers == 1:
-            fut = self.pool.submit(self.make, self.data, self.next_step)
-        else:
-            fut = self.pool.submit(_make_in_worker, self.make, self.next_step)
-        self.pending.append(fut)
+        self.pending.append(self.pool.submit(self._call, self.next_step))
         self.next_step += 1
 
     def next(self) -> Any:

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from avedge.models import speech_extractor as se
-from avedge.models.batch_loader import BatchLoader
+from avedge.models.batch_loader import BatchLoader, check_workers
 from avedge.runtime.errors import AvedgeError
 
 CURRICULUM = (  # (fraction of steps where the phase ends, sampler settings)
@@ -314,6 +314,7 @@ def train(cfg: TrainConfig, data=None, fresh: bool = False, progress: bool = Tru
     out, rec_path, ckpt_path = cfg.paths()
     out.parent.mkdir(parents=True, exist_ok=True)  # before minutes of training, not at the save
     dims = se.Dims.from_json(cfg.dims)  # bad dims fail before the corpus is read
+    check_workers(cfg.workers)  # and so does a worker count that cannot draw batches
     data = data or CorpusData(cfg)
     torch.manual_seed(cfg.seed)
     model = se.Extractor(dims)

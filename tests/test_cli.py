@@ -171,3 +171,12 @@ def test_train_dims_must_be_a_json_object_of_known_names(tmp_path, capsys):
         assert main(["train", "speech-extractor", "--dims", dims, "--out", out,
                      "--corpus", str(tmp_path / "no-bank"), "--no-progress"]) != 0
         assert said in capsys.readouterr().err
+
+
+def test_train_refuses_zero_workers_before_reading_the_corpus(tmp_path, capsys):
+    from avedge.cli import main
+
+    assert main(["train", "speech-extractor", "--workers", "0", "--corpus",
+                 str(tmp_path / "no-bank"), "--out", str(tmp_path / "w.safetensors"),
+                 "--no-progress"]) != 0
+    assert "--workers must be >= 1" in capsys.readouterr().err

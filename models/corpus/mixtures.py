@@ -9,8 +9,9 @@ half of them a new voice, see P_VOICE_SHIFT) placed in a `seconds` window, 1-2
 interfering talkers of *other* voices of the same split at SIR (target vs. the sum of
 interferers) in sir_db (with probability p_solo none: the target alone in noise, which
 a hearable must pass untouched), noise (white/pink/brown/babble) at SNR (target vs.
-noise) in snr_db, and a noisy enrollment clip: a different utterance of the same voice. The training target is the target's direct path plus early reflections
-(EARLY_MS), which is what a hearable should hand back.
+noise) in snr_db, and a noisy enrollment clip: a different utterance of the same voice.
+The training target is the target's direct path plus early reflections (EARLY_MS),
+which is what a hearable should hand back.
 
 Sample i is a pure function of (seed, i): `sample_at(i)` gives it directly, so a data
 loader can shard indices across workers.
@@ -96,7 +97,9 @@ class MixtureSampler:
     def _talker(self, u: BankUtt, rng, n: int, shift: float = 0.0):
         """-> (reverberant window, early-reverb window, offset of the utterance start,
         speed factor). `shift`: the voice's pitch/formant shift in semitones."""
-        x = A.pitch_shift(self.bank.audio(u), shift) if shift else self.bank.audio(u)
+        x = self.bank.audio(u)
+        if shift:
+            x = A.pitch_shift(x, shift)
         factor = 1.0
         if self.augment:
             if rng.random() < P_SPEED:
@@ -155,8 +158,9 @@ class MixtureSampler:
             "enrollment": enroll,  # (E,) E <= enroll_seconds * 16000
             "voice": voice, "synth": tu.synth, "text": tu.text, "utt_index": tu.index,
             "target_offset": off,  # samples: where the (speed-perturbed) utterance starts
-            "speed": factor, "voice_shift": shift, "interferers": ivoices, "sir_db": sir, "snr_db": snr,
-            "noise": ntype, "sample_rate": SAMPLE_RATE,
+            "speed": factor, "voice_shift": shift,  # semitones, target and enrollment
+            "interferers": ivoices, "sir_db": sir, "snr_db": snr, "noise": ntype,
+            "sample_rate": SAMPLE_RATE,
         }
 
     def _noise(self, kind: str, rng, others: list[str]) -> np.ndarray:
