@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from avedge.models import speech_extractor as se
 from avedge.models.batch_loader import BatchLoader, check_workers
+from avedge.models.weight_average import WeightAverage, check_decay
 from avedge.runtime.errors import AvedgeError
 
 CURRICULUM = (  # (fraction of steps where the phase ends, sampler settings)
@@ -73,6 +74,10 @@ class TrainConfig:
     # of one core). New voices of a bank still being built reach processes only at the
     # next run.
     workers: int = 1
+    # The weights a run writes are the exponential moving average of its steps' weights
+    # with this decay (models/weight_average.py; 0 = the last step's). The history
+    # scores both ("val" the training weights, "val_ema" the average).
+    ema: float = 0.999
     device: str = "cpu"  # e.g. "cuda" on a GPU machine; checkpoints load on either
     # Weights (.safetensors) or a checkpoint (.ckpt.pt) a new run starts from, grown to
     # `dims` (se.grow: e.g. more deep-filter taps, the function unchanged at step 0). The
@@ -264,14 +269,15 @@ def evaluate(model: se.Extractor, examples: list[dict], batch: int = 16) -> dict
 
 # ----------------------------------------------------------------------------- loop
 
-def _save(model, spk_head, opt, state: dict, cfg: TrainConfig, record: dict) -> None:
+def _save(model, spk_head, opt, state: dict, cfg: TrainConfig, record: dict,
+          avg: WeightAverage | None) -> None:
     out, rec_path, ckpt = cfg.paths()
     tmp = ckpt.with_name(ckpt.name + ".tmp")
     torch.save({"model": model.state_dict(), "encoder": model.speaker_encoder.state_dict(),
-                "spk_head": spk_head.state_dict(),
+                "spk_head": spk_head.state_dict(), "ema": avg.state_dict() if avg else None,
                 "opt": opt.state_dict(), "state": state, "config": asdict(cfg)}, tmp)
     tmp.replace(ckpt)
-    se.save_weights(model, out, meta={"steps": state["step"]})
+    se.save_weights(avg.model if avg else model, out, meta={"steps": state["step"]})
     tmp = rec_path.with_name(rec_path.name + ".tmp")
     tmp.write_text(json.dumps(record, indent=1) + "\n")
     tmp.replace(rec_path)
@@ -315,6 +321,7 @@ def train(cfg: TrainConfig, data=None, fresh: bool = False, progress: bool = Tru
     out.parent.mkdir(parents=True, exist_ok=True)  # before minutes of training, not at the save
     dims = se.Dims.from_json(cfg.dims)  # bad dims fail before the corpus is read
     check_workers(cfg.workers)  # and so does a worker count that cannot draw batches
+    check_decay(cfg.ema)  # and a decay that is no average
     data = data or CorpusData(cfg)
     torch.manual_seed(cfg.seed)
     model = se.Extractor(dims)
@@ -329,6 +336,7 @@ def train(cfg: TrainConfig, data=None, fresh: bool = False, progress: bool = Tru
     params = list(model.parameters()) + list(enc.parameters()) + list(spk_head.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     state = {"step": 0, "samples": 0, "train_seconds": 0.0, "history": [], "sessions": 0}
+    ema_state = None
     if ckpt_path.exists() and not fresh:
         ck = torch.load(ckpt_path, weights_only=False, map_location=dev)
         if (ck_dims := se.Dims.from_json(ck["config"]["dims"])) != dims:
@@ -341,6 +349,7 @@ def train(cfg: TrainConfig, data=None, fresh: bool = False, progress: bool = Tru
         spk_head.load_state_dict(ck["spk_head"])
         opt.load_state_dict(ck["opt"])
         state = ck["state"]
+        ema_state = ck.get("ema")  # None in checkpoints written before the average
         log(f"resuming from {ckpt_path} at step {state['step']}")
         if "warm_start" in state and not cfg.init:  # keep the warm start's schedule
             cfg = replace(cfg, init=ck["config"]["init"])
@@ -348,6 +357,9 @@ def train(cfg: TrainConfig, data=None, fresh: bool = False, progress: bool = Tru
         state["warm_start"] = warm_start(cfg.init, model, spk_head)
         log(f"starting from {cfg.init} ({state['warm_start']['steps']} steps before)")
     state["sessions"] += 1
+    avg = WeightAverage(model, cfg.ema) if cfg.ema > 0 else None
+    if avg and ema_state:
+        avg.load_state_dict(ema_state)  # else it starts from the weights just loaded
     val = {"set": None}
 
     def val_set():  # built on first use: a bank still being built may lack val voices yet
@@ -418,6 +430,8 @@ def train(cfg: TrainConfig, data=None, fresh: bool = False, progress: bool = Tru
             loss.backward()
             gnorm = float(torch.nn.utils.clip_grad_norm_(params, cfg.clip))
             opt.step()
+            if avg:
+                avg.update(model, step)
             state["step"] = step + 1
             state["samples"] += cfg.batch
             state["train_seconds"] += time.time() - t0
@@ -429,12 +443,16 @@ def train(cfg: TrainConfig, data=None, fresh: bool = False, progress: bool = Tru
                                 gnorm=f"{gnorm:.1f}")
             if (state["step"] % cfg.eval_every == 0 or state["step"] == cfg.steps) and val_set():
                 ev = evaluate(model, val_set())
-                state["history"].append({"step": state["step"], "loss_ema": round(
-                    state["loss_ema"], 3), "val": ev, "minutes": round(
-                    state["train_seconds"] / 60, 1)})
-                log(f"step {state['step']}: val SI-SDRi {ev['si_sdri_db']:.2f} dB")
+                entry = {"step": state["step"], "loss_ema": round(state["loss_ema"], 3),
+                         "val": ev, "minutes": round(state["train_seconds"] / 60, 1)}
+                msg = f"step {state['step']}: val SI-SDRi {ev['si_sdri_db']:.2f} dB"
+                if avg:
+                    entry["val_ema"] = evaluate(avg.model, val_set())
+                    msg += f", averaged weights {entry['val_ema']['si_sdri_db']:.2f} dB"
+                state["history"].append(entry)
+                log(msg)
             if time.time() - t_ckpt > cfg.checkpoint_minutes * 60:
-                _save(model, spk_head, opt, state, cfg, record())
+                _save(model, spk_head, opt, state, cfg, record(), avg)
                 t_ckpt = time.time()
                 if hasattr(data, "refresh") and data.refresh():
                     log(f"corpus grew: {data.describe()['train_voices']} training voices")
@@ -445,7 +463,7 @@ def train(cfg: TrainConfig, data=None, fresh: bool = False, progress: bool = Tru
         for s, h in old_handlers.items():
             signal.signal(s, h)
     rec = record()
-    _save(model, spk_head, opt, state, cfg, rec)
+    _save(model, spk_head, opt, state, cfg, rec, avg)
     log(f"saved {out} and {ckpt_path} at step {state['step']}")
     return rec
 

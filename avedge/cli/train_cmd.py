@@ -36,6 +36,8 @@ def register(sub):
     p.add_argument("--threads", type=int, help="torch threads")
     p.add_argument("--workers", type=int, help="processes drawing training mixtures (default "
                    "1: a background thread; more on a GPU machine)")
+    p.add_argument("--ema", type=float, help="decay of the weight average the run writes "
+                   "(default 0.999; 0: the last step's weights)")
     p.add_argument("--device", help="torch device to train on (default cpu; e.g. cuda)")
     p.add_argument("--holdout-synth", help="synthesizer kept out of training ('none' for none)")
     p.add_argument("--dims", help="JSON of model dimensions (default: the reference size)")
@@ -65,8 +67,8 @@ def run(args) -> int:
     cfg = mod.TrainConfig()
     fields = {f.name for f in dataclasses.fields(cfg)}
     updates = {}
-    for name in ("steps", "batch", "lr", "seed", "minutes", "threads", "workers", "device", "init",
-                 "target", "mlp_width", "log_ranges"):
+    for name in ("steps", "batch", "lr", "seed", "minutes", "threads", "workers", "ema", "device",
+                 "init", "target", "mlp_width", "log_ranges"):
         if getattr(args, name) is not None:
             if name not in fields:
                 raise AvedgeError(f"--{name.replace('_', '-')} does not apply to training "

@@ -1,0 +1,79 @@
+"""The weights a training run writes are the moving average of its steps' weights."""
+
+from dataclasses import asdict, replace
+
+import pytest
+import torch
+from avedge.models import speech_extractor as se
+from avedge.models import training_extractor as tr
+from avedge.models.weight_average import WeightAverage
+from avedge.runtime.errors import AvedgeError
+from tone_voices import ToneVoices
+
+TINY = se.Dims(d_model=16, d_hidden=32, n_blocks=2, dilation_cycle=2, df_order=2,
+               speaker=se.SpeakerDims(channels=16, emb_dim=8, layers=1))
+
+
+def _cfg(tmp_path, name, **kw):
+    return tr.TrainConfig(corpus="unused", out=str(tmp_path / name), batch=3, seconds=1.0,
+                          lr=3e-3, warmup=2, eval_every=3, eval_n=4, threads=1,
+                          dims=asdict(TINY), holdout_synth=None, ema=0.9, **kw)
+
+
+def _train(cfg):
+    return tr.train(cfg, data=ToneVoices(), progress=False, log=lambda *a: None)
+
+
+def test_average_follows_the_weights_and_forgets_the_start_early():
+    model = se.build(TINY)
+    avg = WeightAverage(model, decay=0.99)
+    with torch.no_grad():
+        for p in list(model.parameters()) + list(model.speaker_encoder.parameters()):
+            p.add_(1.0)
+    avg.update(model, step=0)  # decay ramps from 0.1: the start is mostly forgotten
+    moved = model.in_proj.bias - avg.model.in_proj.bias
+    torch.testing.assert_close(moved, torch.full_like(moved, 0.1))
+    avg.update(model, step=10**6)  # then the plain decay
+    moved2 = model.in_proj.bias - avg.model.in_proj.bias
+    torch.testing.assert_close(moved2, 0.99 * moved)
+    for cur, av in zip(model.speaker_encoder.parameters(),
+                       avg.model.speaker_encoder.parameters()):  # the encoder is averaged too
+        torch.testing.assert_close((cur - av).detach(), torch.full_like(av, 0.1 * 0.99))
+    assert all(not p.requires_grad for p in avg.model.parameters())
+
+
+def test_run_writes_the_average_keeps_it_across_resume_and_scores_both(tmp_path):
+    cfg = _cfg(tmp_path, "w.safetensors", steps=6)
+    rec = _train(cfg)
+    ck = torch.load(tmp_path / "w.ckpt.pt", weights_only=False)
+    shipped = se.load_weights(cfg.out).state_dict()
+    assert all(torch.equal(shipped[k], v) for k, v in ck["ema"]["model"].items())
+    assert any(not torch.equal(shipped[k], v) for k, v in ck["model"].items())
+    assert all("val_ema" in h and "val" in h for h in rec["history"])
+    # 3 + 3 steps with a resume between = 6 straight: the average survives the resume.
+    half = replace(cfg, out=str(tmp_path / "r.safetensors"), steps=3)
+    _train(half)
+    _train(replace(half, steps=6))
+    resumed = se.load_weights(half.out).state_dict()
+    for k, v in shipped.items():
+        torch.testing.assert_close(resumed[k], v, rtol=0, atol=1e-6, msg=k)
+
+
+def test_no_average_writes_the_last_step(tmp_path):
+    cfg = replace(_cfg(tmp_path, "w.safetensors", steps=3), ema=0.0)
+    rec = _train(cfg)
+    ck = torch.load(tmp_path / "w.ckpt.pt", weights_only=False)
+    shipped = se.load_weights(cfg.out).state_dict()
+    assert ck["ema"] is None and all(torch.equal(shipped[k], v) for k, v in ck["model"].items())
+    assert all("val_ema" not in h for h in rec["history"])
+
+
+def test_a_decay_that_is_no_average_is_refused_before_the_corpus_is_read(tmp_path, capsys):
+    from avedge.cli import main
+
+    with pytest.raises(AvedgeError, match=r"--ema must be in \[0, 1\)"):
+        WeightAverage(se.build(TINY), decay=1.0)
+    assert main(["train", "speech-extractor", "--ema", "1.5", "--corpus",
+                 str(tmp_path / "no-bank"), "--out", str(tmp_path / "w.safetensors"),
+                 "--no-progress"]) != 0
+    assert "--ema must be in [0, 1)" in capsys.readouterr().err
