@@ -292,7 +292,9 @@ def warm_start(path: str, model: se.Extractor, spk_head: torch.nn.Module) -> dic
                           f".ckpt.pt checkpoint of {se.NAME})")
     if p.name.endswith(".ckpt.pt"):
         ck = torch.load(p, weights_only=False, map_location="cpu")
-        ext, enc = ck["model"], ck["encoder"]
+        # The averaged weights when the run kept them: what it wrote and was scored on.
+        ext, enc = (ck["ema"]["model"], ck["ema"]["encoder"]) if ck.get("ema") else (
+            ck["model"], ck["encoder"])
         head = ck.get("spk_head", {}).get("weight")
         steps, minutes = ck["state"]["step"], ck["state"]["train_seconds"] / 60
     else:
