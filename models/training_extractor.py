@@ -38,6 +38,7 @@ CURRICULUM = (  # (fraction of steps where the phase ends, sampler settings)
     (0.40, {"sir_db": (-3, 8), "snr_db": (3, 18), "n_interferers": (1, 2)}),
     (1.00, {"sir_db": (-5, 5), "snr_db": (0, 15), "n_interferers": (1, 2)}),
 )
+PRECISIONS = ("fp32", "bf16")  # of the training step (TrainConfig.precision)
 GAIN_DB = (-12.0, 6.0)  # random input level on top of the corpus levels
 ENROLL_SECONDS = (1.5, 4.0)  # enrollment lengths seen in training (looped to 5 s)
 
@@ -78,6 +79,11 @@ class TrainConfig:
     # with this decay (models/weight_average.py; 0 = the last step's). The history
     # scores both ("val" the training weights, "val_ema" the average).
     ema: float = 0.999
+    # "bf16": forward and backward under bfloat16 autocast (weights, optimizer and loss
+    # stay fp32). 2.4x the steps per hour on a CPU with AVX512-BF16 (the dev VM's EPYC);
+    # outputs agree with fp32 to ~40 dB SI-SDR, far above what the model reaches.
+    # Evaluation and export are always fp32.
+    precision: str = "fp32"
     device: str = "cpu"  # e.g. "cuda" on a GPU machine; checkpoints load on either
     # Weights (.safetensors) or a checkpoint (.ckpt.pt) a new run starts from, grown to
     # `dims` (se.grow: e.g. more deep-filter taps, the function unchanged at step 0). The
@@ -324,6 +330,9 @@ def train(cfg: TrainConfig, data=None, fresh: bool = False, progress: bool = Tru
     dims = se.Dims.from_json(cfg.dims)  # bad dims fail before the corpus is read
     check_workers(cfg.workers)  # and so does a worker count that cannot draw batches
     check_decay(cfg.ema)  # and a decay that is no average
+    if cfg.precision not in PRECISIONS:
+        raise AvedgeError(f"--precision {cfg.precision!r} is not one training runs in; "
+                          f"accepted: {', '.join(PRECISIONS)}")
     data = data or CorpusData(cfg)
     torch.manual_seed(cfg.seed)
     model = se.Extractor(dims)
@@ -419,8 +428,11 @@ def train(cfg: TrainConfig, data=None, fresh: bool = False, progress: bool = Tru
             enc.train()
             for g in opt.param_groups:
                 g["lr"] = lr_at(cfg, step)
-            emb = enc(enr)
-            est = se.extract(model, mix, emb)
+            with torch.autocast(dev.type, dtype=torch.bfloat16,
+                                enabled=cfg.precision == "bf16"):
+                emb = enc(enr)
+                est = se.extract(model, mix, emb)
+            emb, est = emb.float(), est.float()
             loss = -se.si_sdr(est, tgt).clamp(max=40.0).mean()
             known = labels >= 0
             if cfg.speaker_loss > 0 and n_classes and bool(known.any()):

@@ -38,6 +38,8 @@ def register(sub):
                    "1: a background thread; more on a GPU machine)")
     p.add_argument("--ema", type=float, help="decay of the weight average the run writes "
                    "(default 0.999; 0: the last step's weights)")
+    p.add_argument("--precision", help="arithmetic of the training step: fp32 (default) "
+                   "or bf16 (autocast; ~2.4x faster on CPUs with AVX512-BF16 or AMX)")
     p.add_argument("--device", help="torch device to train on (default cpu; e.g. cuda)")
     p.add_argument("--holdout-synth", help="synthesizer kept out of training ('none' for none)")
     p.add_argument("--dims", help="JSON of model dimensions (default: the reference size)")
@@ -67,7 +69,7 @@ def run(args) -> int:
     cfg = mod.TrainConfig()
     fields = {f.name for f in dataclasses.fields(cfg)}
     updates = {}
-    for name in ("steps", "batch", "lr", "seed", "minutes", "threads", "workers", "ema", "device",
+    for name in ("steps", "batch", "lr", "seed", "minutes", "threads", "workers", "ema", "precision", "device",
                  "init", "target", "mlp_width", "log_ranges"):
         if getattr(args, name) is not None:
             if name not in fields:

@@ -1,4 +1,4 @@
-"""The weights a training run writes are the moving average of its steps' weights."""
+"""Training options: the moving average of the weights a run writes, bf16 steps."""
 
 from dataclasses import asdict, replace
 
@@ -77,3 +77,18 @@ def test_a_decay_that_is_no_average_is_refused_before_the_corpus_is_read(tmp_pat
                  str(tmp_path / "no-bank"), "--out", str(tmp_path / "w.safetensors"),
                  "--no-progress"]) != 0
     assert "--ema must be in [0, 1)" in capsys.readouterr().err
+
+
+def test_bf16_steps_train_the_same_model_in_other_arithmetic(tmp_path):
+    runs = {}
+    for precision in ("fp32", "bf16"):
+        cfg = replace(_cfg(tmp_path, f"{precision}.safetensors", steps=3), ema=0.0,
+                      precision=precision)
+        rec = _train(cfg)
+        assert rec["config"]["precision"] == precision
+        runs[precision] = se.load_weights(cfg.out).state_dict()
+    gaps = [float((runs["bf16"][k] - v).abs().max()) for k, v in runs["fp32"].items()]
+    assert max(gaps) > 0  # the autocast is really on
+    assert max(gaps) < 0.05  # and it is the same training: 3 Adam steps of lr 3e-3 apart
+    with pytest.raises(AvedgeError, match="--precision 'fp16'.*accepted: fp32, bf16"):
+        _train(replace(_cfg(tmp_path, "x.safetensors", steps=1), precision="fp16"))
