@@ -268,9 +268,12 @@ def evaluate(model: se.Extractor, examples: list[dict], batch: int = 16) -> dict
         s_out.append(se.si_sdr(est, tgt))
         s_in.append(se.si_sdr(mix, tgt))
     s_out, s_in = torch.cat(s_out), torch.cat(s_in)
+    gain = s_out - s_in
+    se_db = float(gain.std() / len(gain) ** 0.5) if len(gain) > 1 else float("nan")
     return {"n": len(examples), "si_sdr_db": round(float(s_out.mean()), 3),
-            "si_sdri_db": round(float((s_out - s_in).mean()), 3),
-            "si_sdri_median_db": round(float((s_out - s_in).median()), 3)}
+            "si_sdri_db": round(float(gain.mean()), 3),
+            "si_sdri_median_db": round(float(gain.median()), 3),
+            "si_sdri_se_db": round(se_db, 3)}  # standard error of the mean
 
 
 # ----------------------------------------------------------------------------- loop

@@ -176,6 +176,7 @@ def test_training_lowers_loss_checkpoints_and_resumes(tmp_path):
     assert m.dims == TINY
     ev = tr.final_eval(cfg, n=4, data=data)
     assert set(ev) >= {"heldout_voices", "heldout_voices_noise_only"}
+    assert ev["heldout_voices"]["si_sdri_se_db"] > 0  # the spread of the mean is reported
     assert json.loads(out.with_suffix(".json").read_text())["eval"]["heldout_voices"]["n"] == 4
 
 
