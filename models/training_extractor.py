@@ -250,8 +250,10 @@ def batch_for_step(cfg: TrainConfig, data, step: int):
 # ----------------------------------------------------------------------------- eval
 
 @torch.no_grad()
-def evaluate(model: se.Extractor, examples: list[dict], batch: int = 16) -> dict:
-    """SI-SDR / SI-SDRi (dB) over a list of {"mixture", "target", "enrollment"} dicts."""
+def si_sdr_scores(model: se.Extractor, examples: list[dict],
+                  batch: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per example SI-SDR (dB) of the output and of the mixture, both against the target,
+    over a list of {"mixture", "target", "enrollment"} dicts: two (N,) tensors."""
     model.eval()
     model.speaker_encoder.eval()
     dev = next(model.parameters()).device
@@ -265,15 +267,23 @@ def evaluate(model: se.Extractor, examples: list[dict], batch: int = 16) -> dict
             np.ascontiguousarray(e["enrollment"], np.float32))) for e in exs])
         mix, tgt, enr = mix.to(dev), tgt.to(dev), enr.to(dev)
         est = se.extract(model, mix, model.speaker_encoder(enr))
-        s_out.append(se.si_sdr(est, tgt))
-        s_in.append(se.si_sdr(mix, tgt))
-    s_out, s_in = torch.cat(s_out), torch.cat(s_in)
+        s_out.append(se.si_sdr(est, tgt).cpu())
+        s_in.append(se.si_sdr(mix, tgt).cpu())
+    return torch.cat(s_out), torch.cat(s_in)
+
+
+def standard_error(x: torch.Tensor) -> float:
+    return float(x.std() / len(x) ** 0.5) if len(x) > 1 else float("nan")
+
+
+def evaluate(model: se.Extractor, examples: list[dict], batch: int = 16) -> dict:
+    """SI-SDR / SI-SDRi (dB) over a list of {"mixture", "target", "enrollment"} dicts."""
+    s_out, s_in = si_sdr_scores(model, examples, batch)
     gain = s_out - s_in
-    se_db = float(gain.std() / len(gain) ** 0.5) if len(gain) > 1 else float("nan")
     return {"n": len(examples), "si_sdr_db": round(float(s_out.mean()), 3),
             "si_sdri_db": round(float(gain.mean()), 3),
             "si_sdri_median_db": round(float(gain.median()), 3),
-            "si_sdri_se_db": round(se_db, 3)}  # standard error of the mean
+            "si_sdri_se_db": round(standard_error(gain), 3)}  # standard error of the mean
 
 
 # ----------------------------------------------------------------------------- loop

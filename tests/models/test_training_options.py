@@ -92,3 +92,24 @@ def test_bf16_steps_train_the_same_model_in_other_arithmetic(tmp_path):
     assert max(gaps) < 0.05  # and it is the same training: 3 Adam steps of lr 3e-3 apart
     with pytest.raises(AvedgeError, match="--precision 'fp16'.*accepted: fp32, bf16"):
         _train(replace(_cfg(tmp_path, "x.safetensors", steps=1), precision="fp16"))
+
+
+def test_paired_comparison_of_two_weights_files_on_the_same_mixtures():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[2] / "benchmarks" / "compare_extractor_weights.py"
+    spec = importlib.util.spec_from_file_location("compare_extractor_weights", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    torch.manual_seed(0)
+    a, b = se.build(TINY), se.build(TINY)
+    with torch.no_grad():
+        b.out_proj.bias.add_(0.3)  # another function of the same inputs
+    sets = {"tones": ToneVoices().eval_set("test", 6)}
+    same = mod.compare(a, a, sets)["tones"]
+    assert same["b_minus_a_db"] == 0 and same["b_minus_a_se_db"] == 0 and same["n"] == 6
+    other = mod.compare(a, b, sets)["tones"]
+    assert other["b_minus_a_db"] == pytest.approx(
+        other["b_si_sdri_db"] - other["a_si_sdri_db"], abs=2e-3)
+    assert other["b_minus_a_db"] != 0 and other["b_minus_a_se_db"] > 0
