@@ -69,8 +69,8 @@ def run(args) -> int:
     cfg = mod.TrainConfig()
     fields = {f.name for f in dataclasses.fields(cfg)}
     updates = {}
-    for name in ("steps", "batch", "lr", "seed", "minutes", "threads", "workers", "ema", "precision", "device",
-                 "init", "target", "mlp_width", "log_ranges"):
+    for name in ("steps", "batch", "lr", "seed", "minutes", "threads", "workers", "ema",
+                 "precision", "device", "init", "target", "mlp_width", "log_ranges"):
         if getattr(args, name) is not None:
             if name not in fields:
                 raise AvedgeError(f"--{name.replace('_', '-')} does not apply to training "
