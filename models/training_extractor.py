@@ -13,7 +13,9 @@ curriculum widens SIR/SNR and the number of interferers over the first 40 % of s
 Resumable: every `checkpoint_minutes` (and on SIGTERM / Ctrl-C / the time budget) the
 full training state goes to OUT.ckpt.pt, and the weights (OUT) plus a record (OUT with
 .json) are rewritten, so the shipped files always match the last checkpoint. Run the
-same command again to continue; `--fresh` starts over.
+same command again to continue; `--fresh` starts over. OUT holds the moving average of
+the run's weights (`--ema`; the checkpoint keeps both), and `--precision bf16` runs the
+steps under bfloat16 autocast (see TrainConfig).
 """
 
 from __future__ import annotations
