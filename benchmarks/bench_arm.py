@@ -11,7 +11,7 @@ against fp32 on the corpus `eval_mixtures` (held-out voices, 0 dB SIR, 5 dB SNR)
         --activations a8w8-log16 a8w8 a16w8 --forms npu plain
 
 Forms: "npu" is what `avedge export speech-extractor --target hearable-npu` lowers
-(models/extractor_npu.py: FiLM hoisted into the run-once condition, LayerNorm affine
+(models/speech_extractor/npu.py: FiLM hoisted into the run-once condition, LayerNorm affine
 folded into it, dilated history as ring-buffer taps); "plain" is the streaming
 extractor graph as it is (bar the equivalent Arm rewrites), for comparison.
 
@@ -36,8 +36,8 @@ import torch
 def stream(step, form, model, mixture: torch.Tensor, enrollment: torch.Tensor) -> torch.Tensor:
     """Whole-utterance extraction through a one-chunk graph `step` of `form`, aligned like
     `speech_extractor.extract`: (1, L) -> (1, L)."""
-    from avedge.models import extractor_npu as npu
-    from avedge.models import speech_extractor as se
+    from avedge.models.speech_extractor import model as se
+    from avedge.models.speech_extractor import npu
 
     length = mixture.shape[1]
     n = -(-(length + se.LOOKAHEAD) // se.CHUNK) * se.CHUNK
@@ -67,7 +67,7 @@ def stream(step, form, model, mixture: torch.Tensor, enrollment: torch.Tensor) -
 
 def si_sdri(step, form, model, examples) -> list[float]:
     """Per-mixture SI-SDR improvement (dB) of `step` streamed over `examples`."""
-    from avedge.models import speech_extractor as se
+    from avedge.models.speech_extractor import model as se
 
     gains = []
     for e in examples:
@@ -88,8 +88,8 @@ def paired_delta(quant: list[float], fp32: list[float]) -> dict:
 
 
 def graph_of(form: str, model, log_ranges: int = 1):
-    from avedge.models import extractor_npu as npu
-    from avedge.models import speech_extractor as se
+    from avedge.models.speech_extractor import model as se
+    from avedge.models.speech_extractor import npu
 
     if form == "npu":
         return npu.components(model, log_ranges)["extractor"]
@@ -98,11 +98,11 @@ def graph_of(form: str, model, log_ranges: int = 1):
 
 def run(target_name: str, activations: str, form: str, model, examples,
         out_root: Path, fp32: list[float], log_ranges: int = 1) -> dict:
-    from avedge.models import speech_extractor as se
+    from avedge.models.speech_extractor import model as se
     from avedge.quantize import Int8StaticConfig
     from avedge.targets import get_target
-    from avedge.targets.arm_precision import as_npu_computes
-    from avedge.targets.lower_arm import quantize_for_ethos_u
+    from avedge.targets.arm.lower import quantize_for_ethos_u
+    from avedge.targets.arm.precision import as_npu_computes
 
     target = get_target(target_name)
     target = dataclasses.replace(target, precision=activations)  # the board, this scheme
@@ -151,7 +151,7 @@ def main() -> None:
     p.add_argument("--forms", nargs="+", default=["npu"], choices=["npu", "plain"])
     p.add_argument("--n-eval", type=int, default=8)
     p.add_argument("--log-ranges", type=int, nargs="+", default=[1],
-                   help="int16 log tables in the NPU form's features (models/extractor_npu.py "
+                   help="int16 log tables in the NPU form's features (models/speech_extractor/npu.py "
                         "ranged_log_power; 1 = one table, what the shipped weights were tuned on)")
     p.add_argument("--bank", default=str(Path.home() / ".cache/avedge/voicebank"))
     p.add_argument("--weights", help="extractor weights (default: the plain-mask float "
@@ -159,8 +159,8 @@ def main() -> None:
     p.add_argument("--json", help="write the results here as well")
     args = p.parse_args()
 
-    from avedge.models import speech_extractor as se
     from avedge.models.corpus.mixtures import eval_mixtures
+    from avedge.models.speech_extractor import model as se
 
     torch.set_num_threads(1)
     weights = args.weights or str(se.MASK_WEIGHTS_FILE)

@@ -83,16 +83,13 @@ def main() -> None:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
-    from avedge.models.registry import resolve_model
-    from avedge.targets import get_target
+    from avedge.api import export
 
-    model = resolve_model(args.model)
     report = {"machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
               "model": args.model, "results": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for recipe in ("fp32", "int8", "int8-static"):
-            art = get_target("cpu").export(model.module, model.example_inputs,
-                                           Path(tmp) / recipe, recipe=recipe)
+            art = export(args.model, "cpu", Path(tmp) / recipe, recipe=recipe)
             for threads in (1, None):
                 key = f"{recipe}/threads={threads or 'default'}"
                 report["results"][key] = bench_artifact(art.path, threads, args.runs)

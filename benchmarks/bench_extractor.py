@@ -35,7 +35,7 @@ MAX_LAG = 320  # 20 ms search window for the baselines' alignment
 def export_artifacts(weights: str | None, out_dir: Path) -> dict[str, Path]:
     import hashlib
 
-    from avedge.models import speech_extractor as se
+    from avedge.models.speech_extractor import model as se
 
     from avedge.cli.extract_cmd import export_family
 
@@ -139,7 +139,7 @@ def pesq_stoi(est, ref):
 
 
 def quality(arts: dict[str, Path], n: int, baselines: bool, seed: int) -> dict:
-    from avedge.models import training_extractor as tr
+    from avedge.models.speech_extractor import train as tr
     from avedge.runtime.pipelines.extraction import Extraction
 
     cfg = tr.TrainConfig(seed=seed)
@@ -261,7 +261,7 @@ def main(argv=None) -> int:
     warnings.filterwarnings("ignore")
     import torch
     torch.set_num_threads(1)
-    from avedge.models import speech_extractor as se
+    from avedge.models.speech_extractor import model as se
 
     t0 = time.time()
     arts = export_artifacts(args.weights, Path(args.artifacts))

@@ -17,10 +17,10 @@ import json
 
 import numpy as np
 import torch
-from avedge.models import speech_extractor as se
-from avedge.models.conv_stft import LOOKAHEAD, N_BINS, ConvSTFT
+from avedge.models.common.conv_stft import LOOKAHEAD, N_BINS, ConvSTFT
 from avedge.models.corpus.mixtures import eval_mixtures
 from avedge.models.corpus.voicebank import default_bank_dir, open_bank
+from avedge.models.speech_extractor import model as se
 
 SETS = {  # name -> eval_mixtures overrides (issue #4: 1 talker at 0 dB SIR, 5 dB SNR)
     "talker+noise": {},

@@ -6,7 +6,7 @@ one's mean SI-SDRi and the *paired* difference B - A with its standard error: bo
 the very same mixtures, so the difference is far tighter than either mean's spread.
 
     python benchmarks/compare_extractor_weights.py --a old.safetensors \
-        --b models/weights/speech_extractor_df.safetensors --n 100 [--json out.json]
+        --b models/speech_extractor/weights/speech_extractor_df.safetensors --n 100 [--json out.json]
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import json
 from pathlib import Path
 
 import torch
-from avedge.models import speech_extractor as se
-from avedge.models import training_extractor as tr
+from avedge.models.speech_extractor import model as se
+from avedge.models.speech_extractor import train as tr
 
 
 def compare(a: se.Extractor, b: se.Extractor, sets: dict[str, list[dict]]) -> dict:

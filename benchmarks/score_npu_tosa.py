@@ -28,8 +28,8 @@ def lower(ring, example, activations: str):
     """-> (fake-quant module, edge program, [(delegate, tosa bytes)])."""
     from avedge.quantize import Int8StaticConfig
     from avedge.targets import get_target
-    from avedge.targets.arm_precision import as_npu_computes
-    from avedge.targets.lower_arm import _delegates, ethos_u_spec, quantize_for_ethos_u
+    from avedge.targets.arm.lower import _delegates, ethos_u_spec, quantize_for_ethos_u
+    from avedge.targets.arm.precision import as_npu_computes
     from executorch.backends.arm.ethosu import EthosUPartitioner
     from executorch.backends.arm.tosa.backend import arm_get_first_delegation_tag
     from executorch.exir import to_edge_transform_and_lower
@@ -48,8 +48,8 @@ def lower(ring, example, activations: str):
 
 
 def stream(step, ring, film, mixture):
-    from avedge.models import extractor_npu as npu
-    from avedge.models import speech_extractor as se
+    from avedge.models.speech_extractor import model as se
+    from avedge.models.speech_extractor import npu
 
     length = mixture.shape[1]
     n = -(-(length + se.LOOKAHEAD) // se.CHUNK) * se.CHUNK
@@ -78,10 +78,10 @@ def main() -> None:
     p.add_argument("--json", help="write the results here as well")
     args = p.parse_args()
 
-    from avedge.models import extractor_npu as npu
-    from avedge.models import speech_extractor as se
     from avedge.models.corpus.mixtures import eval_mixtures
-    from avedge.targets.tosa_check import run_with_tosa
+    from avedge.models.speech_extractor import model as se
+    from avedge.models.speech_extractor import npu
+    from avedge.targets.arm.tosa import run_with_tosa
 
     torch.set_num_threads(1)
     model = se.build(weights=args.weights or str(se.MASK_WEIGHTS_FILE))

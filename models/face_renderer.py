@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from avedge.models.registry import Family
 from torch import nn
 
 NAME = "face-renderer"
@@ -153,3 +154,12 @@ def example_inputs(module: FaceRenderer):
     pose[:, 0] = 0.6  # jaw open: exercises the interior path
     mouth = torch.tensor([[d.width * 0.44, d.height * 0.28, d.width * 0.042, 0.1]])
     return (photo, pose, mouth)
+
+
+FAMILY = Family(
+    name=NAME,
+    summary="stage 1 of lip-sync: reference photo + lips-pose -> frame (mouth_warp kernel)",
+    build=build,
+    example_inputs=example_inputs,
+    dims=Dims,
+)

@@ -1,62 +1,118 @@
-"""Model families, registered by name in one place, and resolution of a MODEL argument.
+"""Model families: one frozen `Family` spec each, registered by one line in FAMILIES.
 
-A family is a module that defines:
-    NAME: str
-    Dims: a dataclass of its dimensions (defaults = the shipped reference size)
-    build(dims: Dims | None = None, weights: str | None = None) -> nn.Module
-    example_inputs(module) -> tuple[torch.Tensor, ...]
-and optionally `metric(...)`. A family whose artifact holds several graphs (e.g. a
-speaker encoder run once and a streaming extractor) also defines
-`components(module) -> {name: (module, example_inputs)}`,
-`component_recipes(precision, recipe=None) -> {name: recipe}` and may define
-`export_extra() -> dict` (recorded in the manifest), and `npu_components(module)`: the
-same function as graphs shaped for a batch-1 NPU, exported for targets with an NPU. The module it builds carries the export contract
-(see targets/signature.py): `input_names`, `output_names`, and for streaming
-models `chunk_samples`, `lookahead_samples`, `sample_rate`, `init_state()`, with
+A family lives in `models/<family>/` (or one file for a small one) and defines
+`FAMILY = Family(...)`. The spec is the whole contract the rest of avedge reads: how to
+build the module, example inputs, the named weights files and which one a target gets,
+the export plan (which graphs, each with its recipe and target), the metric measured on
+an artifact, and the trainers. Nothing reads optional module attributes with hasattr.
+
+The module a family builds carries the streaming export contract (targets/signature.py):
+`input_names`, `output_names`, and for streaming models `chunk_samples`,
+`lookahead_samples`, `sample_rate`, `init_state()`, with
 `forward(chunk, *conditions, *state) -> (out, *new_state)`.
 
 A user's own model enters as `package.module:factory`; the factory returns
-`(module, example_inputs)`.
+`(module, example_inputs)` and is exported as one graph.
 """
 
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
-from types import ModuleType
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from avedge.runtime.errors import AvedgeError, UnknownNameError
 
-# name -> module path. Imported lazily: building one family never imports the others.
+# name -> "module.path:ATTRIBUTE" of its Family. Imported lazily: building one family
+# never imports the others.
 FAMILIES: dict[str, str] = {
-    "tiny-stream": "avedge.models.tiny_stream",
-    "face-renderer": "avedge.models.face_renderer",
-    "speech-extractor": "avedge.models.speech_extractor",
+    "tiny-stream": "avedge.models.tiny_stream:FAMILY",
+    "face-renderer": "avedge.models.face_renderer:FAMILY",
+    "speech-extractor": "avedge.models.speech_extractor:FAMILY",
 }
+
+
+@dataclass(frozen=True)
+class Component:
+    """One graph of an artifact, as a family's export plan emits it.
+
+    recipe None: the target's default (after the user's recipe, which wins; see
+    avedge/api.py `choose_recipe`). target None: the artifact's target.
+    """
+
+    name: str
+    module: Any  # torch.nn.Module
+    example_inputs: tuple
+    recipe: str | None = None
+    target: str | None = None
+    # Where static int8 takes its activation ranges from: "module" (the module's own
+    # calibration_inputs(), real signals) or None (perturbed copies of the examples).
+    calibration: str | None = None
+
+
+@dataclass(frozen=True)
+class TargetFacts:
+    """What an export plan may look at: the target's name, precision and device kind."""
+
+    name: str
+    precision: str  # "fp32", "fp16", "int8", or an NPU scheme ("a8w8", ...)
+    npu: str | None  # e.g. "ethos-u55-128"
+    microcontroller: bool  # an NPU or CMSIS-NN board (flash budget, batch-1 integer graphs)
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    summary: str
+    build: Callable[..., Any]  # (dims=None, weights=None) -> nn.Module
+    example_inputs: Callable[[Any], tuple]  # module -> example inputs of its main graph
+    dims: type | None = None  # the dimensions dataclass (defaults = the shipped size)
+    # Named weights files that ship; "default" is what build() loads with weights=None.
+    weights: dict[str, Path] = field(default_factory=dict)
+    # Target facts -> the names (keys of `weights`) a target prefers when the user names
+    # none, best first; the first that exists is used, else build()'s default.
+    weights_for: Callable[[TargetFacts], tuple[str, ...]] = lambda facts: ()
+    # (module, target facts) -> the graphs to export. None: one graph, the module itself.
+    export_plan: Callable[[Any, TargetFacts], list[Component]] | None = None
+    # (artifact dir) -> {"name": ..., "value": ..., ...} measured through the runtime on a
+    # small eval set, or None where the data to measure on is absent.
+    measure: Callable[[Path], dict | None] | None = None
+    # Recorded in the manifest's "extra".
+    manifest_extra: Callable[[], dict] = dict
+    # trainer name -> module path of a trainer (models/common/trainer.py contract).
+    trainers: dict[str, str] = field(default_factory=dict)
 
 
 def family_names() -> list[str]:
     return sorted(FAMILIES)
 
 
-def get_family(name: str) -> ModuleType:
+def get_family(name: str) -> Family:
     if name not in FAMILIES:
         raise UnknownNameError("model family", name, FAMILIES)
-    return importlib.import_module(FAMILIES[name])
+    mod, _, attr = FAMILIES[name].partition(":")
+    fam = getattr(importlib.import_module(mod), attr)
+    if fam.name != name:
+        raise ValueError(f"FAMILIES[{name!r}] points at family {fam.name!r}")
+    return fam
+
+
+def trainers() -> dict[str, str]:
+    """Every trainer of every family: name -> module path."""
+    out: dict[str, str] = {}
+    for name in family_names():
+        out.update(get_family(name).trainers)
+    return out
 
 
 @dataclass
 class ResolvedModel:
-    module: object  # torch.nn.Module
+    module: Any  # torch.nn.Module
     example_inputs: tuple
     family: str
-    family_module: ModuleType | None = None  # None for a user's package.module:factory
-
-    @property
-    def components(self) -> dict | None:
-        """{name: (module, example_inputs)} for a composite family, else None."""
-        fam = self.family_module
-        return fam.components(self.module) if fam and hasattr(fam, "components") else None
+    spec: Family | None = None  # None for a user's package.module:factory
 
 
 def resolve_model(spec: str, weights: str | None = None) -> ResolvedModel:
@@ -64,7 +120,7 @@ def resolve_model(spec: str, weights: str | None = None) -> ResolvedModel:
     if ":" not in spec:
         fam = get_family(spec)
         module = fam.build(weights=weights)
-        return ResolvedModel(module, tuple(fam.example_inputs(module)), fam.NAME, fam)
+        return ResolvedModel(module, tuple(fam.example_inputs(module)), fam.name, fam)
     mod_name, _, attr = spec.partition(":")
     try:
         mod = importlib.import_module(mod_name)

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from avedge.models.registry import Family
 from torch import nn
 
 NAME = "tiny-stream"
@@ -91,3 +92,12 @@ def build(dims: Dims | None = None, weights: str | None = None) -> TinyStream:
 def example_inputs(model: TinyStream) -> tuple[torch.Tensor, ...]:
     gen = torch.Generator().manual_seed(1)
     return (torch.randn(1, CHUNK, generator=gen) * 0.1, *model.init_state())
+
+
+FAMILY = Family(
+    name=NAME,
+    summary="a tiny causal conv streamer (8 ms chunks, 2 ms lookahead) for tests and demos",
+    build=build,
+    example_inputs=example_inputs,
+    dims=Dims,
+)

@@ -52,8 +52,11 @@ class Artifact:
 
 def export(target, module, example_inputs, out_dir, recipe: str | None = None, *,
            family: str | None = None, metric: dict | None = None, extra: dict | None = None,
-           allow_over_budget: bool = False) -> Artifact:
+           allow_over_budget: bool = False, recipe_source: str | None = None) -> Artifact:
+    """One graph -> an artifact. `recipe_source` records who chose the recipe ("user",
+    "family", "target"; avedge/api.py decides); by default the caller if it named one."""
     target = get_target(target)
+    recipe_source = recipe_source or ("target" if recipe is None else "user")
     recipe_obj = get_recipe(recipe or target.default_recipe)
     module = module.eval()
     example_inputs = tuple(example_inputs)
@@ -83,6 +86,7 @@ def export(target, module, example_inputs, out_dir, recipe: str | None = None, *
             "precision": target.precision,
             "threads": target.threads,
             "recipe": recipe_obj.name,
+            "recipe_source": recipe_source,
             "recipe_configs": recipe_obj.to_json()["configs"],
             "custom_ops": custom_ops,
             "quantization": quantization,  # per file: compute ops in int8 vs float
@@ -112,23 +116,46 @@ def export_pipeline(target, components: dict, out_dir, recipe: str | None = None
                     recipes: dict | None = None, family: str | None = None,
                     metric: dict | None = None, extra: dict | None = None,
                     allow_over_budget: bool = False, targets: dict | None = None) -> Artifact:
-    """Several graphs as one artifact: components = {name: (module, example_inputs)};
-    `recipes` overrides the recipe per component (e.g. keep a run-once encoder fp32),
-    `targets` the target (e.g. an enrollment encoder that runs on the paired phone while
-    the per-chunk graph runs on the earbud's NPU)."""
+    """Several graphs as one artifact, given as {name: (module, example_inputs)};
+    `recipes` / `targets` set a component's recipe / target (the caller's choice: recorded
+    as "user"). avedge/api.py passes a decided plan to `export_components` instead."""
     target = get_target(target)
     recipes, targets = recipes or {}, targets or {}
+    decided = []
+    for name, (module, example) in components.items():
+        comp_target = get_target(targets.get(name, target))
+        chosen = recipes.get(name, recipe if comp_target is target else None)
+        decided.append((_Planned(name, module, example, chosen or comp_target.default_recipe,
+                                 comp_target.name), "user" if chosen else "target"))
+    return export_components(target, decided, out_dir, family=family, metric=metric,
+                             extra=extra, allow_over_budget=allow_over_budget)
+
+
+@dataclass(frozen=True)
+class _Planned:  # the fields of models.registry.Component that export reads
+    name: str
+    module: object
+    example_inputs: tuple
+    recipe: str
+    target: str
+
+
+def export_components(target, decided: list, out_dir, *, family: str | None = None,
+                      metric: dict | None = None, extra: dict | None = None,
+                      allow_over_budget: bool = False) -> Artifact:
+    """Several graphs as one artifact. `decided`: [(component, recipe_source)], each
+    component with `name, module, example_inputs` and its recipe and target decided."""
+    target = get_target(target)
     with staged_dir(out_dir) as tmp:
         parts, files = {}, {}
-        for name, (module, example) in components.items():
-            comp_target = get_target(targets.get(name, target))
-            art = export(comp_target, module, example, tmp / name,
-                         recipes.get(name, recipe if comp_target is target else None),
-                         family=f"{family}/{name}" if family else name,
-                         allow_over_budget=allow_over_budget)
-            parts[name] = {"dir": name, "recipe": art.manifest["recipe"],
-                           "target": comp_target.name}
-            files[f"{name}/{MANIFEST_NAME}"] = file_record(tmp / name / MANIFEST_NAME, "manifest")
+        for comp, source in decided:
+            art = export(comp.target, comp.module, comp.example_inputs, tmp / comp.name,
+                         comp.recipe, family=f"{family}/{comp.name}" if family else comp.name,
+                         allow_over_budget=allow_over_budget, recipe_source=source)
+            parts[comp.name] = {"dir": comp.name, "recipe": art.manifest["recipe"],
+                                "recipe_source": source, "target": comp.target}
+            files[f"{comp.name}/{MANIFEST_NAME}"] = file_record(tmp / comp.name / MANIFEST_NAME,
+                                                                "manifest")
         used = {p["recipe"] for p in parts.values()}
         manifest = {
             "format_version": FORMAT_VERSION,

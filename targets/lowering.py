@@ -61,13 +61,13 @@ def _pt2(job: LoweringJob) -> Lowered:
 
 
 def _pte_ethos_u(job: LoweringJob) -> Lowered:
-    from avedge.targets.lower_arm import lower_ethos_u
+    from avedge.targets.arm.lower import lower_ethos_u
 
     return lower_ethos_u(job)
 
 
 def _pte_cortex_m(job: LoweringJob) -> Lowered:
-    from avedge.targets.lower_arm import lower_cortex_m
+    from avedge.targets.arm.lower import lower_cortex_m
 
     return lower_cortex_m(job)
 

@@ -115,23 +115,25 @@ def test_demo_runs(tmp_path, capsys):
     assert (tmp_path / "demo" / "tiny-stream-cpu" / "manifest.json").exists()
 
 
-def test_npu_targets_export_the_npu_fitted_weights_when_they_ship(tmp_path, monkeypatch):
-    from avedge.models import speech_extractor as se
+def test_npu_targets_export_the_npu_fitted_weights_when_they_ship(tmp_path):
+    import dataclasses
+
+    from avedge.models.registry import get_family
     from avedge.targets import get_target
 
-    from avedge.cli.export_cmd import weights_for
+    from avedge.api import resolve_weights
 
     fitted, plain = tmp_path / "fitted.safetensors", tmp_path / "plain.safetensors"
-    monkeypatch.setattr(se, "NPU_WEIGHTS_FILE", fitted)
-    monkeypatch.setattr(se, "MASK_WEIGHTS_FILE", plain)
+    fam = get_family("speech-extractor")
+    fam = dataclasses.replace(fam, weights={**fam.weights, "npu": fitted, "mask": plain})
     npu, cpu = get_target("hearable-npu"), get_target("hearable")
-    assert weights_for("speech-extractor", npu, None) is None  # neither shipped: the default
+    assert resolve_weights(fam, npu, None) is None  # neither shipped: the default
     plain.write_bytes(b"")  # the plain mask: what the NPU form runs, not the deep filter
-    assert weights_for("speech-extractor", npu, None) == str(plain)
+    assert resolve_weights(fam, npu, None) == str(plain)
     fitted.write_bytes(b"")
-    assert weights_for("speech-extractor", npu, None) == str(fitted)
-    assert weights_for("speech-extractor", cpu, None) is None  # not an NPU
-    assert weights_for("speech-extractor", npu, "mine.safetensors") == "mine.safetensors"
+    assert resolve_weights(fam, npu, None) == str(fitted)
+    assert resolve_weights(fam, cpu, None) is None  # not an NPU
+    assert resolve_weights(fam, npu, str(plain)) == str(plain)  # the user's file wins
 
 
 def test_npu_precision_is_checked_before_the_model_is_built(capsys):

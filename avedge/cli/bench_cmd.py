@@ -124,7 +124,7 @@ def _estimate_instead(args) -> int | None:
     if est is None:
         note = (m.get("cortex_m") or {}).get("note", "the manifest records no estimate")
         raise BackendUnavailableError(f"cannot time {args.artifact} here ({reasons[0]}); {note}")
-    from avedge.targets.vela_report import format_estimate
+    from avedge.targets.arm.vela import format_estimate
 
     result = _estimate_fields(m, names[0], reasons[0])
     budget = result.get("budget_ms")

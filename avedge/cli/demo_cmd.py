@@ -38,18 +38,17 @@ def export_and_stream(ctx) -> None:
     """Export tiny-stream (streaming causal conv) for cpu; stream it on both backends."""
     import torch
 
-    from avedge.models.registry import resolve_model
+    from avedge.api import export
+    from avedge.models.registry import get_family
     from avedge.runtime import load
     from avedge.runtime.bench import bench_session
-    from avedge.targets import get_target
 
-    model = resolve_model("tiny-stream")
-    art = get_target("cpu").export(model.module, model.example_inputs,
-                                   ctx["out"] / "tiny-stream-cpu", family=model.family)
+    art = export("tiny-stream", "cpu", ctx["out"] / "tiny-stream-cpu")
+    module = get_family("tiny-stream").build()
     for fmt, p in art.manifest["parity"].items():
         print(f"    {fmt:5s} parity vs eager on {p['backend']}: max abs err {p['max_abs_err']:.1e}")
     signal = np.random.default_rng(0).standard_normal((1, 16000)).astype(np.float32) * 0.1
-    whole = model.module.forward_full(torch.from_numpy(signal)).detach().numpy()
+    whole = module.forward_full(torch.from_numpy(signal)).detach().numpy()
     rows = []
     for backend in ("executorch", "onnxruntime"):
         stream = load(art.path, backend=backend).stream()

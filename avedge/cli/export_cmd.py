@@ -4,13 +4,10 @@ MODEL is a registered family (see models/registry.py) or package.module:factory,
 where factory() returns (module, example_inputs).
 """
 
-import dataclasses
 import os
 import sys
-from pathlib import Path
 
 from avedge.cli.common import print_json, quiet_native_logs
-from avedge.runtime.errors import AvedgeError
 
 
 def register(sub):
@@ -29,83 +26,23 @@ def register(sub):
     p.set_defaults(func=run)
 
 
-def export_model(model, target, out, recipe: str | None = None, allow_over_budget: bool = False,
-                 weights: str | None = None):
-    """A resolved model -> artifact: one graph, or a composite for multi-graph families,
-    each component with the recipe its family picks for the target (unless `recipe`)."""
-    from avedge.targets import export_pipeline
-
-    components = model.components
-    if components is None:
-        return target.export(model.module, model.example_inputs, out, recipe=recipe,
-                             family=model.family, allow_over_budget=allow_over_budget)
-    fam = model.family_module
-    recipes = fam.component_recipes(target.precision, recipe)
-    if (target.npu or target.budgets.flash_kib is not None) and hasattr(fam, "npu_components"):
-        # A microcontroller board (NPU or CMSIS-NN): the family's NPU form (same function,
-        # graphs shaped for batch-1 integer hardware); run-once parts may go to the
-        # paired phone (NPU_COMPONENT_TARGETS), the rest take the board's integer recipe.
-        components = fam.npu_components(model.module)
-        recipes, targets = {}, getattr(fam, "NPU_COMPONENT_TARGETS", {})
-    else:
-        targets = {}
-    extra = fam.export_extra() if hasattr(fam, "export_extra") else {}
-    if weights is not None:
-        extra["weights"] = Path(weights).name
-    return export_pipeline(target, components, out, recipe=recipe, family=model.family,
-                           recipes=recipes, targets=targets, extra=extra or None,
-                           allow_over_budget=allow_over_budget)
-
-
-def weights_for(family: str, target, weights: str | None) -> str | None:
-    """The user's weights, else for an NPU target the family's NPU-fitted weights
-    (pruned + quantization-aware fine-tuned for it) when they ship, else its plain-mask
-    float weights (the form an NPU runs; the default float model may deep-filter) when
-    they ship, else the default."""
-    if weights is not None or not target.npu or ":" in family:
-        return weights
-    from avedge.models.registry import get_family
-
-    fam = get_family(family)
-    for attr in ("NPU_WEIGHTS_FILE", "MASK_WEIGHTS_FILE"):
-        path = getattr(fam, attr, None)
-        if path is not None and Path(path).exists():
-            return str(path)
-    return None
-
-
 def run(args) -> int:
     quiet_native_logs()
-    from avedge.models.registry import resolve_model
-    from avedge.quantize import get_recipe
+    from avedge.api import export
     from avedge.targets import get_target
 
-    target = get_target(args.target)  # fail fast on names, before the slow model build
-    if args.npu_precision:
-        from avedge.targets.arm_precision import ACTIVATIONS
-
-        schemes = sorted(set(ACTIVATIONS.values()))
-        if args.npu_precision not in schemes:
-            raise AvedgeError(f"--npu-precision {args.npu_precision!r} is not a scheme; "
-                              f"accepted: {', '.join(schemes)}")
-        if not target.npu:
-            raise AvedgeError(f"--npu-precision applies to the Ethos-U targets; "
-                              f"{target.name!r} has no NPU")
-        target = dataclasses.replace(target, precision=args.npu_precision)
-    if args.recipe:
-        get_recipe(args.recipe)
     # Like `python -m`, let a user's own package in the working directory be imported.
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
-    weights = weights_for(args.model, target, args.weights)
-    model = resolve_model(args.model, weights=weights)
-    art = export_model(model, target, args.out, recipe=args.recipe,
-                       allow_over_budget=args.allow_over_budget, weights=weights)
+    art = export(args.model, args.target, args.out, recipe=args.recipe, weights=args.weights,
+                 npu_precision=args.npu_precision, allow_over_budget=args.allow_over_budget)
+    target = get_target(args.target)
+    weights = art.manifest.get("extra", {}).get("weights")
     if args.json:
         print_json(art.manifest)
     elif art.manifest.get("kind") == "pipeline":
-        print(f"wrote {args.out}: {model.family} for {target.name}"
-              + (f" (weights {Path(weights).name})" if weights else "") + ", components: "
+        print(f"wrote {args.out}: {art.manifest['family']} for {target.name}"
+              + (f" (weights {weights})" if weights else "") + ", components: "
               + ", ".join(f"{n} ({c['recipe']})" for n, c in art.manifest["components"].items()))
     else:
         m = art.manifest
@@ -117,7 +54,7 @@ def run(args) -> int:
               f"  files: {files}\n  parity vs eager (max abs err): {parity}\n"
               f"  compute ops in int8: {quant}")
         if m.get("npu_estimate"):  # Arm NPU targets: Vela's figures, labelled
-            from avedge.targets.vela_report import format_estimate
+            from avedge.targets.arm.vela import format_estimate
 
             for line in format_estimate(m["npu_estimate"]):
                 print(f"  npu: {line}")

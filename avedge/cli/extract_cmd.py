@@ -45,7 +45,7 @@ def register(sub):
 
 def default_artifact(target: str = "cpu", weights: str | None = None) -> Path:
     """The shipped (or given) weights exported for `target`, cached by weights hash."""
-    from avedge.models import speech_extractor as se
+    from avedge.models.speech_extractor import model as se
     from avedge.runtime.errors import AvedgeError
 
     w = Path(weights) if weights else se.WEIGHTS_FILE
@@ -62,12 +62,9 @@ def default_artifact(target: str = "cpu", weights: str | None = None) -> Path:
 
 def export_family(target: str, out, weights: str | None = None, recipe: str | None = None):
     """Both graphs of the family into one composite artifact (see `avedge export`)."""
-    from avedge.cli.export_cmd import export_model
-    from avedge.models.registry import resolve_model
-    from avedge.targets import get_target
+    from avedge.api import export
 
-    return export_model(resolve_model(FAMILY, weights=weights), get_target(target), out,
-                        recipe=recipe)
+    return export(FAMILY, target, out, recipe=recipe, weights=weights)
 
 
 def warn_clipping(clip, what: str) -> None:

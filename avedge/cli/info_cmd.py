@@ -53,7 +53,7 @@ def _describe_model(m: dict, indent: str = "  ") -> None:
             f"{s['lookahead_samples']}, sample rate {s['sample_rate']}, "
             f"{len(s['state'])} state tensors{rings}, conditions {s['conditions'] or 'none'}")
     if m.get("npu_estimate"):
-        from avedge.targets.vela_report import format_estimate
+        from avedge.targets.arm.vela import format_estimate
 
         for line in format_estimate(m["npu_estimate"]):
             say(f"npu: {line}")

@@ -17,9 +17,9 @@ from avedge.cli.common import print_json, quiet_native_logs
 from avedge.runtime.errors import AvedgeError, UnknownNameError
 
 TRAINERS = {
-    "speech-extractor": "avedge.models.training_extractor",
+    "speech-extractor": "avedge.models.speech_extractor.train",
     # The speech extractor fitted to an NPU (pruned + quantization-aware fine-tuning).
-    "speech-extractor-npu": "avedge.models.training_extractor_npu",
+    "speech-extractor-npu": "avedge.models.speech_extractor.train_npu",
 }
 
 

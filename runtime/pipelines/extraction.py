@@ -38,7 +38,7 @@ COMPONENTS = ("speaker_encoder", "extractor")
 
 def fit_enrollment(wav: np.ndarray, n: int) -> np.ndarray:
     """(L,) -> (n,): loop a short clip, or keep the loudest n-sample window (hop 250 ms).
-    Mirrors avedge.models.speaker_encoder.fit_enrollment (tested to agree)."""
+    Mirrors avedge.models.speech_extractor.speaker_encoder.fit_enrollment (tested to agree)."""
     length = len(wav)
     if length == n:
         return wav

@@ -5,9 +5,9 @@ from dataclasses import asdict, replace
 
 import pytest
 import torch
-from avedge.models import conv_stft
-from avedge.models import speech_extractor as se
-from avedge.models import training_extractor as tr
+from avedge.models.common import conv_stft
+from avedge.models.speech_extractor import model as se
+from avedge.models.speech_extractor import train as tr
 from avedge.runtime.errors import AvedgeError
 from tone_voices import ToneVoices
 
@@ -97,7 +97,7 @@ def test_deep_filter_graph_exports_and_counts_its_macs():
 
 
 def test_npu_form_refuses_deep_filtered_weights():
-    from avedge.models.extractor_npu import RingExtractor
+    from avedge.models.speech_extractor.npu import RingExtractor
 
     with pytest.raises(AvedgeError, match="df_order"):
         RingExtractor(random_model(DF))
@@ -140,7 +140,7 @@ def test_training_warm_starts_from_a_checkpoint_grown_to_deep_filtering(tmp_path
 
 
 def test_npu_fine_tuning_refuses_deep_filtered_weights_before_reading_the_corpus(tmp_path):
-    from avedge.models import training_extractor_npu as trn
+    from avedge.models.speech_extractor import train_npu as trn
 
     weights = tmp_path / "df.safetensors"
     se.save_weights(random_model(DF), weights)

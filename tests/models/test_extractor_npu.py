@@ -8,8 +8,8 @@ equal the whole-utterance extractor.
 import numpy as np
 import pytest
 import torch
-from avedge.models import extractor_npu as npu
-from avedge.models import speech_extractor as se
+from avedge.models.speech_extractor import model as se
+from avedge.models.speech_extractor import npu
 from avedge.runtime import load
 from avedge.runtime.errors import AvedgeError
 from avedge.targets import get_target

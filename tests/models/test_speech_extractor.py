@@ -5,9 +5,9 @@ from dataclasses import asdict, replace
 
 import pytest
 import torch
-from avedge.models import conv_stft
-from avedge.models import speech_extractor as se
-from avedge.models import training_extractor as tr
+from avedge.models.common import conv_stft
+from avedge.models.speech_extractor import model as se
+from avedge.models.speech_extractor import train as tr
 from tone_voices import ToneVoices
 
 TINY = se.Dims(d_model=16, d_hidden=32, n_blocks=3, dilation_cycle=2,
@@ -206,9 +206,24 @@ def test_calibration_inputs_are_real_stream_states():
     assert float(torch.stack([b[0].abs().max() for b in batches]).max()) > 0.01  # speech
 
 
-def test_component_recipes_follow_precision():
-    assert se.component_recipes("int8") == {"speaker_encoder": "fp32", "extractor": "int8"}
-    assert se.component_recipes("fp32") == {"speaker_encoder": "fp32"}
+def test_export_plan_recipes_follow_precision():
+    from avedge.models.registry import get_family
+    from avedge.targets import get_target
+
+    from avedge.api import _decide, target_facts
+
+    fam, model = get_family(se.NAME), se.Extractor(se.Dims(d_model=16, d_hidden=32, n_blocks=2))
+
+    def recipes(target, user=None):
+        t = get_target(target)
+        return {c.name: (c.recipe, src)
+                for c, src in _decide(fam.export_plan(model, target_facts(t)), user, t)}
+
+    assert recipes("hearable") == {"speaker_encoder": ("fp32", "family"),
+                                   "extractor": ("int8", "family")}
+    assert recipes("cpu") == {"speaker_encoder": ("fp32", "family"),
+                              "extractor": ("fp32", "target")}
+    assert recipes("hearable", "fp16")["extractor"] == ("fp16", "user")  # the user wins
 
 
 @pytest.mark.gpu

@@ -1,16 +1,16 @@
 """Fitting the speech extractor to an NPU: MLP pruning + quantization-aware fine-tuning
-(models/training_extractor_npu.py), on a tiny model and stand-in data."""
+(models/speech_extractor/train_npu.py), on a tiny model and stand-in data."""
 
 import json
 import math
 
 import pytest
 import torch
-from avedge.models import extractor_npu as npu
-from avedge.models import speech_extractor as se
-from avedge.models import training_extractor_npu as tn
+from avedge.models.speech_extractor import model as se
+from avedge.models.speech_extractor import npu
+from avedge.models.speech_extractor import train_npu as tn
 from avedge.runtime.errors import AvedgeError
-from avedge.targets.lower_arm import arm_toolchain_missing
+from avedge.targets.arm.lower import arm_toolchain_missing
 from tone_voices import ToneVoices
 
 MISSING = arm_toolchain_missing()

@@ -4,9 +4,9 @@ from dataclasses import asdict, replace
 
 import pytest
 import torch
-from avedge.models import speech_extractor as se
-from avedge.models import training_extractor as tr
-from avedge.models.weight_average import WeightAverage
+from avedge.models.common.weight_average import WeightAverage
+from avedge.models.speech_extractor import model as se
+from avedge.models.speech_extractor import train as tr
 from avedge.runtime.errors import AvedgeError
 from tone_voices import ToneVoices
 

@@ -1,7 +1,7 @@
 """Stand-in training data for the speech extractor's trainers (no voice bank needed)."""
 
 import numpy as np
-from avedge.models import speech_extractor as se
+from avedge.models.speech_extractor import model as se
 
 
 class ToneVoices:

@@ -4,7 +4,7 @@ import pytest
 import torch
 from avedge.quantize.prune import prune_hidden, unit_importance
 from avedge.runtime.errors import AvedgeError
-from avedge.targets.lower_arm import arm_toolchain_missing
+from avedge.targets.arm.lower import arm_toolchain_missing
 from torch import nn
 
 MISSING = arm_toolchain_missing()
@@ -54,8 +54,8 @@ class LogFeatures(nn.Module):
 def test_qat_trains_the_module_weights_through_the_npu_quantizer():
     from avedge.quantize.qat import QatGraph
     from avedge.targets import get_target
-    from avedge.targets.arm_precision import ethos_u_quantizer
-    from avedge.targets.lower_arm import ethos_u_spec
+    from avedge.targets.arm.lower import ethos_u_spec
+    from avedge.targets.arm.precision import ethos_u_quantizer
 
     model = LogFeatures()
     gen = torch.Generator().manual_seed(0)
@@ -95,8 +95,8 @@ def test_qat_trains_the_module_weights_through_the_npu_quantizer():
 def test_qat_refuses_a_model_whose_weights_it_cannot_map_back(monkeypatch):
     from avedge.quantize import qat as qat_mod
     from avedge.targets import get_target
-    from avedge.targets.arm_precision import ethos_u_quantizer
-    from avedge.targets.lower_arm import ethos_u_spec
+    from avedge.targets.arm.lower import ethos_u_spec
+    from avedge.targets.arm.precision import ethos_u_quantizer
 
     monkeypatch.setattr(qat_mod, "_constants_as_parameters", lambda graph, module: None)
     quantizer = ethos_u_quantizer(ethos_u_spec(get_target("hearable-npu")), "a8w8", qat=True)

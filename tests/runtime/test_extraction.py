@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from avedge.models import speech_extractor as se
+from avedge.models.speech_extractor import model as se
 from avedge.runtime.audio_io import read_audio, resample, write_audio
 from avedge.runtime.errors import InputError
 from avedge.runtime.pipelines.extraction import (

@@ -18,7 +18,7 @@ from avedge.runtime.errors import AvedgeError, BackendUnavailableError
 from avedge.runtime.manifest import sha256_file
 from avedge.targets import Budgets, get_target
 from avedge.targets.arm import VELA_SYSTEMS
-from avedge.targets.lower_arm import arm_toolchain_missing
+from avedge.targets.arm.lower import arm_toolchain_missing
 from torch import nn
 
 from avedge.cli import main
@@ -123,7 +123,7 @@ def test_tosa_reference_model_matches_the_fake_quant_model(npu_art):
 
 @needs_arm
 def test_tosa_disagreement_fails_the_export(tmp_path, monkeypatch):
-    from avedge.targets import tosa_check
+    from avedge.targets.arm import tosa as tosa_check
 
     real = tosa_check._run_tosa
 
@@ -194,7 +194,7 @@ def test_info_shows_the_npu_figures(npu_art, capsys):
 
 
 def test_rewrites_compute_the_same_function():
-    from avedge.targets.npu_rewrites import for_cmsis_nn, for_npu
+    from avedge.targets.arm.rewrites import for_cmsis_nn, for_npu
 
     class Frame(nn.Module):  # a one-frame strided analysis + synthesis, like a conv-STFT
         def __init__(self):
@@ -237,8 +237,8 @@ def test_cortex_m55_maps_convs_to_cmsis_nn_and_cannot_run_here(tmp_path, capsys)
 
 
 def test_hoisted_film_is_the_same_function_and_drops_the_weights():
-    from avedge.models import speech_extractor as se
-    from avedge.targets.npu_rewrites import HoistedCondition
+    from avedge.models.speech_extractor import model as se
+    from avedge.targets.arm.rewrites import HoistedCondition
     from avedge.targets.signature import describe
 
     model = se.build(se.Dims(d_model=16, d_hidden=32, n_blocks=2))
@@ -273,7 +273,7 @@ def test_cli_export_prints_the_npu_figures(tmp_path, capsys):
 
 @needs_arm
 def test_a_graph_the_reference_model_calls_unpredictable_is_refused(tmp_path, monkeypatch):
-    from avedge.targets import tosa_check
+    from avedge.targets.arm import tosa as tosa_check
 
     def unpredictable(tosa, inputs, like):
         raise tosa_check.UnpredictableGraph("TOSA_UNPREDICTABLE")

@@ -10,14 +10,12 @@ import json
 import numpy as np
 import pytest
 import torch
-from avedge.models import extractor_npu as npu
-from avedge.models import speech_extractor as se
-from avedge.models.registry import ResolvedModel
+from avedge.models.speech_extractor import model as se
+from avedge.models.speech_extractor import npu
 from avedge.runtime import load
-from avedge.targets import get_target
-from avedge.targets.lower_arm import arm_toolchain_missing
+from avedge.targets.arm.lower import arm_toolchain_missing
 
-from avedge.cli.export_cmd import export_model
+from avedge.api import export
 
 MISSING = arm_toolchain_missing()
 pytestmark = pytest.mark.skipif(MISSING is not None, reason=f"Ethos-U toolchain: {MISSING}")
@@ -31,9 +29,9 @@ def npu_artifact(tmp_path_factory):
     torch.manual_seed(0)
     m = se.Extractor(TINY).eval()
     torch.nn.init.normal_(m.film.weight, std=0.5)
-    model = ResolvedModel(m, tuple(se.example_inputs(m)), se.NAME, se)
     out = tmp_path_factory.mktemp("npu") / "se-npu"
-    art = export_model(model, get_target("hearable-npu"), out, allow_over_budget=True)
+    art = export(m, "hearable-npu", out, example_inputs=se.example_inputs(m), family=se.NAME,
+                 allow_over_budget=True)
     return m, out, art.manifest
 
 
@@ -94,8 +92,8 @@ def test_info_and_bench_describe_both_sides(npu_artifact, capsys):
 def test_cmsis_nn_board_takes_the_same_split(tmp_path):
     torch.manual_seed(0)
     m = se.Extractor(TINY).eval()
-    model = ResolvedModel(m, tuple(se.example_inputs(m)), se.NAME, se)
-    art = export_model(model, get_target("cortex-m55"), tmp_path / "m55", allow_over_budget=True)
+    art = export(m, "cortex-m55", tmp_path / "m55", example_inputs=se.example_inputs(m),
+                 family=se.NAME, allow_over_budget=True)
     comps = art.manifest["components"]
     assert comps["speaker_encoder"]["target"] == "cpu"
     assert comps["extractor"]["target"] == "cortex-m55"

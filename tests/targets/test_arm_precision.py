@@ -7,8 +7,8 @@ import pytest
 import torch
 from avedge.quantize import Int8StaticConfig
 from avedge.targets import get_target
-from avedge.targets.arm_precision import as_npu_computes, log_feed
-from avedge.targets.lower_arm import arm_toolchain_missing, quantize_for_ethos_u
+from avedge.targets.arm.lower import arm_toolchain_missing, quantize_for_ethos_u
+from avedge.targets.arm.precision import as_npu_computes, log_feed
 from torch import nn
 
 MISSING = arm_toolchain_missing()
@@ -91,7 +91,7 @@ def test_mixed_int16_int8_graph_lowers_to_what_fake_quant_computes(tmp_path):
 class RangedLogPower(nn.Module):
     """The speech extractor's NPU-form features: a linear "STFT" (int16 out, as in the
     model), then log power over 4 decades of bin levels as `ranges` int16 tables
-    (models/extractor_npu.py `ranged_log_power`)."""
+    (models/speech_extractor/npu.py `ranged_log_power`)."""
 
     def __init__(self, ranges: int):
         super().__init__()
@@ -103,7 +103,7 @@ class RangedLogPower(nn.Module):
                                    * 10 ** (-2 * torch.rand(128, 1, generator=gen)))
 
     def forward(self, x):  # (1, 16) -> (1, 64)
-        from avedge.models.extractor_npu import ranged_log_offset, ranged_log_power
+        from avedge.models.speech_extractor.npu import ranged_log_offset, ranged_log_power
 
         y = self.stft(x)
         return ranged_log_power(y[:, :64], y[:, 64:], 16.0, self.ranges) - ranged_log_offset(

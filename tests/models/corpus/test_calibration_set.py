@@ -3,9 +3,9 @@ read back by `Extractor.calibration_pairs` (what static int8 and the NPU export 
 
 import numpy as np
 import torch
-from avedge.models import speech_extractor as se
 from avedge.models.corpus.mixtures import eval_mixtures
-from avedge.models.training_extractor import write_calibration_set
+from avedge.models.speech_extractor import model as se
+from avedge.models.speech_extractor.train import write_calibration_set
 
 from avedge.cli import main
 

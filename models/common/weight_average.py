@@ -7,7 +7,7 @@ is not a submodule of it (it must stay out of the exported graph), so it is aver
 alongside explicitly.
 
     >>> import torch
-    >>> from avedge.models import speech_extractor as se
+    >>> from avedge.models.speech_extractor import model as se
     >>> model = se.build(se.Dims(d_model=8, d_hidden=16, n_blocks=1))
     >>> avg = WeightAverage(model, decay=0.5)
     >>> with torch.no_grad():

@@ -31,8 +31,8 @@ import copy
 import math
 
 import torch
-from avedge.models import speech_extractor as se
-from avedge.models.conv_stft import N_BINS
+from avedge.models.common.conv_stft import N_BINS
+from avedge.models.speech_extractor import model as se
 from avedge.runtime.errors import AvedgeError
 from torch import nn
 

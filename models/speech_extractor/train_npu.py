@@ -2,7 +2,7 @@
 allows, then fine-tune it quantization-aware in the form and precision the NPU runs.
 
     avedge train speech-extractor-npu --target hearable-npu --mlp-width 128 \
-        --steps 4000 --out models/weights/speech_extractor_npu.safetensors
+        --steps 4000 --out models/speech_extractor/weights/speech_extractor_npu.safetensors
 
 Why: on an Ethos-U55 the per-chunk time follows the weight count (Vela: 1.25 ms at MLP
 width 256, 0.90 ms at 128), and post-training int8 of the trained model loses dB that
@@ -10,7 +10,7 @@ only training with the integer grid in the loop wins back. So:
 
 1. start from the shipped float weights (`--init`), drop the least used MLP units of
    every block (quantize/prune.py; importance from the calibration streams);
-2. build the NPU form (models/extractor_npu.py: FiLM hoisted, ring taps, power scale)
+2. build the NPU form (models/speech_extractor/npu.py: FiLM hoisted, ring taps, power scale)
    and its whole-utterance twin `RingExtractor.utterance` (same ops, T frames at once);
 3. export that through the target's quantizer with QAT observers (targets/arm_precision:
    int8, int16 into the log) and train it on corpus mixtures, negative SI-SDR; the
@@ -35,9 +35,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from avedge.models import extractor_npu as npu
-from avedge.models import speech_extractor as se
-from avedge.models import training_extractor as tx
+from avedge.models.speech_extractor import model as se
+from avedge.models.speech_extractor import npu
+from avedge.models.speech_extractor import train as tx
 from avedge.runtime.errors import AvedgeError
 
 
@@ -128,8 +128,8 @@ class Setup:
         graph's shape, and the float ranges its singular ops are kept finite with."""
         from avedge.quantize.qat import QatGraph
         from avedge.targets import get_target
-        from avedge.targets.arm_precision import ACTIVATIONS, ethos_u_quantizer
-        from avedge.targets.lower_arm import ethos_u_spec
+        from avedge.targets.arm.lower import ethos_u_spec
+        from avedge.targets.arm.precision import ACTIVATIONS, ethos_u_quantizer
 
         target = get_target(cfg.target)  # an NPU board line (checked by `train`)
         self.student = student
@@ -208,7 +208,7 @@ def evaluate(setup: Setup, batches: list[tuple]) -> dict:
 def train(cfg: TrainConfig, data=None, fresh: bool = False, progress: bool = True,
           log=print) -> dict:
     from avedge.targets import get_target
-    from avedge.targets.lower_arm import arm_toolchain_missing
+    from avedge.targets.arm.lower import arm_toolchain_missing
 
     if not getattr(get_target(cfg.target), "npu", None):  # before the corpus is read
         raise AvedgeError(f"target {cfg.target!r} has no NPU; QAT fine-tuning is for the "

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from avedge.models.conv_stft import N_BINS, ConvSTFT
+from avedge.models.common.conv_stft import N_BINS, ConvSTFT
 from torch import nn
 from torch.nn import functional as F
 

@@ -8,7 +8,7 @@ SRAM/flash) and checks the TOSA graph in the TOSA reference model instead.
 
 Budgets follow the hearable job: an 8 ms chunk in <= 1 ms of NPU time, activations
 in 512 KiB of SRAM, weights + command stream in 2 MiB of on-chip flash. The system
-config each board is estimated with lives in `arm_configs/` (documented there).
+config each board is estimated with lives in `configs/` (documented there).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 from avedge.targets.registry import register
 from avedge.targets.target import Budgets, Target
 
-CONFIG_DIR = Path(__file__).parent / "arm_configs"
+CONFIG_DIR = Path(__file__).parent / "configs"
 HEARABLE_INI = CONFIG_DIR / "hearable.ini"
 
 _HEARABLE_BUDGETS = Budgets(chunk_latency_ms=1.0, weights_mb=2.0, sram_kib=512.0,

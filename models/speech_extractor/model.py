@@ -7,12 +7,12 @@ and bounded complex filter taps over the current and past frames (deep filtering
 `Dims.df_order`, 1 = a plain complex mask). The embedding comes once per enrollment
 from `SpeakerEncoder` (models/speaker_encoder.py).
 
-Training (models/training_extractor.py, `avedge train speech-extractor`): corpus
+Training (models/speech_extractor/train.py, `avedge train speech-extractor`): corpus
 mixtures of neural (Kokoro) and espeak-ng voices, half the targets each, augmented;
 piper's voice is held out as the unseen-synthesizer test. The shipped weights and
-their record (steps, time, scores) are models/weights/speech_extractor_df.{safetensors,
+their record (steps, time, scores) are models/speech_extractor/weights/speech_extractor_df.{safetensors,
 json}; the plain-mask model they grew from (and the NPU form is fitted from) is
-models/weights/speech_extractor.{safetensors,json}.
+models/speech_extractor/weights/speech_extractor.{safetensors,json}.
 
 One graph serves streaming and whole-utterance use: `forward` takes any multiple of
 CHUNK samples plus explicit state, so feeding chunks one by one equals feeding the
@@ -22,7 +22,7 @@ whole clip (tests/models/test_speech_extractor.py). Output lags input by LOOKAHE
     conv_state (B, S, D)  ->  out (B, 128k), stft_state', ola_state', conv_state'
 
     >>> import torch
-    >>> from avedge.models import speech_extractor as se
+    >>> from avedge.models.speech_extractor import model as se
     >>> model = se.build(se.Dims(d_model=16, d_hidden=32, n_blocks=2))
     >>> emb = model.speaker_encoder(torch.randn(1, se.ENROLL_SAMPLES))
     >>> y = se.extract(model, torch.randn(1, 1000), emb)
@@ -37,8 +37,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from avedge.models.conv_stft import HOP, LOOKAHEAD, N_BINS, SAMPLE_RATE, ConvSTFT
-from avedge.models.speaker_encoder import (
+from avedge.models.common.conv_stft import HOP, LOOKAHEAD, N_BINS, SAMPLE_RATE, ConvSTFT
+from avedge.models.speech_extractor.speaker_encoder import (
     ENROLL_SAMPLES,
     MIN_ENROLL_SAMPLES,
     SpeakerDims,
@@ -58,7 +58,7 @@ WEIGHTS_FILE = Path(__file__).parent / "weights" / "speech_extractor_df.safetens
 # from it (`avedge train speech-extractor-npu`'s default --init).
 MASK_WEIGHTS_FILE = Path(__file__).parent / "weights" / "speech_extractor.safetensors"
 # The same model fitted to the hearable NPU: MLPs pruned, fine-tuned quantization-aware
-# (models/training_extractor_npu.py). NPU targets export it when it exists.
+# (models/speech_extractor/train_npu.py). NPU targets export it when it exists.
 NPU_WEIGHTS_FILE = Path(__file__).parent / "weights" / "speech_extractor_npu.safetensors"
 # 3 mixtures (3 s, 0 dB SIR, 5 dB SNR) + enrollments from the corpus *val* split, int16:
 # the activations static int8 calibrates on (see Extractor.calibration_inputs).
@@ -76,7 +76,6 @@ __all__ = [
     "Dims",
     "Extractor",
     "build",
-    "component_recipes",
     "components",
     "example_inputs",
     "export_extra",
@@ -332,33 +331,13 @@ def components(module: Extractor) -> dict[str, tuple[nn.Module, tuple[torch.Tens
     }
 
 
-# On an NPU target the enrollment encoder runs on the paired phone (host CPU, fp32): its
-# 5 s clip needs ~3.5 MiB of activations (Vela), 7x an earbud's SRAM, and it runs once;
-# the phone sends the earbud the FiLM vector (2 * blocks * d_model values).
-NPU_COMPONENT_TARGETS = {"speaker_encoder": "cpu"}
-
-
 def npu_components(module: Extractor) -> dict[str, tuple[nn.Module, tuple[torch.Tensor, ...]]]:
     """The graphs for an NPU target: FiLM hoisted into the run-once encoder side and the
-    dilated history as ring-buffer taps (models/extractor_npu.py; same function)."""
-    from avedge.models.extractor_npu import components as npu_form
+    dilated history as ring-buffer taps (models/speech_extractor/npu.py; same function)."""
+    from avedge.models.speech_extractor.npu import components as npu_form
 
     # Weights fine-tuned for the NPU name the log form they were tuned with.
     return npu_form(module, getattr(module, "npu_log_ranges", 1))
-
-
-def component_recipes(precision: str, recipe: str | None = None) -> dict[str, str]:
-    """Per-component recipes for `export_pipeline(..., recipes=...)` on a target of this
-    precision: the run-once speaker encoder stays fp32; on int8 targets the extractor
-    takes dynamic int8 (measured: SI-SDRi unchanged, 0.20 ms/chunk .pte; static int8
-    lost ~0.4 dB with max abs error 0.4 on the same mixtures). A recipe the user asks
-    for applies to the per-chunk extractor."""
-    recipes = {"speaker_encoder": "fp32"}
-    if recipe is not None:
-        recipes["extractor"] = recipe
-    elif precision == "int8":
-        recipes["extractor"] = "int8"
-    return recipes
 
 
 def export_extra() -> dict:

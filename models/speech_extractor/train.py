@@ -1,7 +1,7 @@
 """Training of the target speech extractor (`avedge train speech-extractor`).
 
     avedge train speech-extractor --corpus ~/.cache/avedge/voicebank \
-        --out models/weights/speech_extractor_df.safetensors --steps 6000 --minutes 90
+        --out models/speech_extractor/weights/speech_extractor_df.safetensors --steps 6000 --minutes 90
 
 `--init FILE` starts a new run from trained weights grown to `--dims` (how the shipped
 deep-filtering model came from the plain-mask one: see its record's "warm_start").
@@ -30,9 +30,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from avedge.models import speech_extractor as se
-from avedge.models.batch_loader import BatchLoader, check_workers
-from avedge.models.weight_average import WeightAverage, check_decay
+from avedge.models.common.batch_loader import BatchLoader, check_workers
+from avedge.models.common.weight_average import WeightAverage, check_decay
+from avedge.models.speech_extractor import model as se
 from avedge.runtime.errors import AvedgeError
 
 CURRICULUM = (  # (fraction of steps where the phase ends, sampler settings)

@@ -31,7 +31,7 @@ import torch
 from avedge.quantize import Int8StaticConfig
 from avedge.quantize.calibration import calibration_inputs
 from avedge.runtime.errors import AvedgeError
-from avedge.targets.arm_precision import ACTIVATIONS
+from avedge.targets.arm.precision import ACTIVATIONS
 from avedge.targets.lowering import Lowered, LoweringJob
 
 # Edge ops that are plumbing, not model operators: never counted in the op split.
@@ -178,8 +178,8 @@ def quantize_for_ethos_u(module, example: tuple, target, cfg: Int8StaticConfig,
     model as the NPU computes it (its int16 tables interpolated), simulated in float: what
     the TOSA check compares against and what accuracy (e.g. SI-SDRi) is measured on.
     """
-    from avedge.targets.arm_precision import ethos_u_quantizer
-    from avedge.targets.npu_rewrites import for_npu
+    from avedge.targets.arm.precision import ethos_u_quantizer
+    from avedge.targets.arm.rewrites import for_npu
 
     activations = activations or ACTIVATIONS.get(target.precision)
     if activations not in ACTIVATIONS.values():
@@ -195,9 +195,9 @@ def quantize_for_ethos_u(module, example: tuple, target, cfg: Int8StaticConfig,
 
 def lower_ethos_u(job: LoweringJob) -> Lowered:
     from avedge.runtime.native_log import captured_stdout
-    from avedge.targets.arm_precision import as_npu_computes
-    from avedge.targets.tosa_check import REFUSE_LSB, REFUSE_RMS, tosa_check
-    from avedge.targets.vela_report import (
+    from avedge.targets.arm.precision import as_npu_computes
+    from avedge.targets.arm.tosa import REFUSE_LSB, REFUSE_RMS, tosa_check
+    from avedge.targets.arm.vela import (
         combine,
         delegate_figures,
         keep_files,
@@ -356,6 +356,6 @@ def lower_cortex_m(job: LoweringJob) -> Lowered:
 
 
 def _cortex_m_form(module, example):
-    from avedge.targets.npu_rewrites import for_cmsis_nn
+    from avedge.targets.arm.rewrites import for_cmsis_nn
 
     return for_cmsis_nn(module, example)

@@ -1,0 +1,1 @@
+"""What model families share: front-ends, training loop pieces, metrics."""
