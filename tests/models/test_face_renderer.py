@@ -55,7 +55,7 @@ def test_rest_pose_changes_little_and_batches_broadcast(face):
 
 def test_registered_and_exportable():
     fam = get_family("face-renderer")
-    module = fam.build(fam.Dims(height=96, width=96))
+    module = fam.build(fam.dims(height=96, width=96))
     ex = fam.example_inputs(module)
     ep = torch.export.export(module, ex)
     out = ep.module()(*ex)
