@@ -52,9 +52,11 @@ class Artifact:
 
 def export(target, module, example_inputs, out_dir, recipe: str | None = None, *,
            family: str | None = None, metric: dict | None = None, extra: dict | None = None,
-           allow_over_budget: bool = False, recipe_source: str | None = None) -> Artifact:
+           allow_over_budget: bool = False, recipe_source: str | None = None,
+           measure=None) -> Artifact:
     """One graph -> an artifact. `recipe_source` records who chose the recipe ("user",
-    "family", "target"; avedge/api.py decides); by default the caller if it named one."""
+    "family", "target"; avedge/api.py decides); by default the caller if it named one.
+    `measure(staged_dir) -> dict | None` (the family metric) is recorded as "metric"."""
     target = get_target(target)
     recipe_source = recipe_source or ("target" if recipe is None else "user")
     recipe_obj = get_recipe(recipe or target.default_recipe)
@@ -109,6 +111,9 @@ def export(target, module, example_inputs, out_dir, recipe: str | None = None, *
         write_json_atomic(tmp / MANIFEST_NAME, manifest)
         check_parity(manifest)
         check_budgets(manifest, allow_over_budget)
+        if measure is not None:  # on the finished files, before they are renamed into place
+            manifest["metric"] = measure(tmp)
+            write_json_atomic(tmp / MANIFEST_NAME, manifest)
     return Artifact(Path(out_dir), manifest)
 
 
@@ -142,9 +147,10 @@ class _Planned:  # the fields of models.registry.Component that export reads
 
 def export_components(target, decided: list, out_dir, *, family: str | None = None,
                       metric: dict | None = None, extra: dict | None = None,
-                      allow_over_budget: bool = False) -> Artifact:
+                      allow_over_budget: bool = False, measure=None) -> Artifact:
     """Several graphs as one artifact. `decided`: [(component, recipe_source)], each
-    component with `name, module, example_inputs` and its recipe and target decided."""
+    component with `name, module, example_inputs` and its recipe and target decided.
+    `measure(staged_dir) -> dict | None` (the family metric) is recorded as "metric"."""
     target = get_target(target)
     with staged_dir(out_dir) as tmp:
         parts, files = {}, {}
@@ -172,6 +178,9 @@ def export_components(target, decided: list, out_dir, *, family: str | None = No
             "extra": extra or {},
         }
         write_json_atomic(tmp / MANIFEST_NAME, manifest)
+        if measure is not None:  # on the finished files, before they are renamed into place
+            manifest["metric"] = measure(tmp)
+            write_json_atomic(tmp / MANIFEST_NAME, manifest)
     return Artifact(Path(out_dir), manifest)
 
 

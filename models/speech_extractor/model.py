@@ -38,6 +38,7 @@ from pathlib import Path
 
 import torch
 from avedge.models.common.conv_stft import HOP, LOOKAHEAD, N_BINS, SAMPLE_RATE, ConvSTFT
+from avedge.models.common.metrics import si_sdr
 from avedge.models.speech_extractor.speaker_encoder import (
     ENROLL_SAMPLES,
     MIN_ENROLL_SAMPLES,
@@ -354,21 +355,11 @@ def extract(model: Extractor, mixture: torch.Tensor, speaker: torch.Tensor) -> t
     return out[:, LOOKAHEAD: LOOKAHEAD + length]
 
 
-def si_sdr(est: torch.Tensor, ref: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """Scale-invariant SDR in dB over the last axis (zero-mean)."""
-    est = est - est.mean(-1, keepdim=True)
-    ref = ref - ref.mean(-1, keepdim=True)
-    scale = (est * ref).sum(-1, keepdim=True) / ((ref * ref).sum(-1, keepdim=True) + eps)
-    target = scale * ref
-    noise = est - target
-    return 10 * torch.log10(((target * target).sum(-1) + eps) / ((noise * noise).sum(-1) + eps))
-
-
 def metric(est, ref, mixture) -> dict[str, float]:
     """SI-SDR of the estimate and its improvement over the mixture (dB), batch means."""
     est, ref, mixture = (torch.as_tensor(a, dtype=torch.float32) for a in (est, ref, mixture))
-    s, s0 = si_sdr(est, ref), si_sdr(mixture, ref)
-    return {"si_sdr_db": float(s.mean()), "si_sdri_db": float((s - s0).mean())}
+    s = si_sdr(est, ref)
+    return {"si_sdr_db": float(s.mean()), "si_sdri_db": float((s - si_sdr(mixture, ref)).mean())}
 
 
 def macs_per_chunk(dims: Dims | None = None) -> dict[str, int]:
