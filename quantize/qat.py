@@ -31,7 +31,8 @@ class QatGraph(torch.nn.Module):
         self.graph = prepare_qat_pt2e(graph, quantizer)
         _static_reshapes(self.graph)
         _constants_as_parameters(self.graph, module)
-        _finite_singular_ops(self.graph, tuple(example_inputs))
+        _finite_singular_ops(self.graph, tuple(example_inputs),
+                             getattr(quantizer, "qat_int16_op", None))
         object.__setattr__(self, "_module", module)
         self.sources = _match_parameters(self.graph, module)
         for name, p in self.graph.named_parameters():  # constants the passes lifted stay fixed
@@ -121,7 +122,11 @@ class _Recorder:
         return self.op(x)
 
 
-def _finite_singular_ops(graph_module, example_inputs: tuple) -> None:
+def _finite_singular_ops(graph_module, example_inputs: tuple, int16_op=None) -> None:
+    """Make the singular ops finite on the integer grid. `int16_op(op, fake_quant, floor)`,
+    when the backend's quantizer has one (`qat_int16_op`), is how the backend computes an
+    op on int16 codes when that is not the op itself (the Ethos-U's interpolated tables,
+    targets/arm/precision.py): QAT then trains against what the device computes."""
     nodes = [n for n in graph_module.graph.nodes
              if n.op == "call_function" and n.target in _SINGULAR]
     if not nodes:
@@ -148,8 +153,8 @@ def _finite_singular_ops(graph_module, example_inputs: tuple) -> None:
             raise AvedgeError(f"{ops[n.name].__name__} at {n.name} sees {floor} in float on the "
                               f"example inputs: it is not finite there, QAT cannot train it")
         fq_in = _input_fake_quant(graph_module, n)
-        if fq_in is not None and int(fq_in.quant_max) > 127:
-            n.target = _Int16TableQat(ops[n.name], fq_in, floor)
+        if int16_op is not None and fq_in is not None and int(fq_in.quant_max) > 127:
+            n.target = int16_op(ops[n.name], fq_in, floor)
         else:
             n.target = _Floored(ops[n.name], floor)
     graph_module.recompile()
@@ -162,30 +167,6 @@ def _input_fake_quant(graph_module, node):
         return None
     m = graph_module.get_submodule(src.target)
     return m if hasattr(m, "quant_max") else None
-
-
-class _Int16TableQat:
-    """An int16 op as the NPU's interpolated table computes it (targets/arm_precision.py
-    `Int16Table`), differentiable, from the current scale of the input's fake-quant: QAT
-    then trains against the features the NPU will really compute (a log table is far
-    from the log in its first segments), not the exact function. Knots below the op's
-    float floor take the op at the floor (the NPU's table: its output range's end)."""
-
-    def __init__(self, op, fq_in, floor: float):
-        self.op, self.fq_in, self.floor = op, fq_in, floor
-        self.__name__ = f"int16_table_{op.__name__}"
-
-    def __call__(self, x):
-        s, z = self.fq_in.scale.to(x.dtype), self.fq_in.zero_point.to(x.dtype)
-        u = (torch.clamp(x / s + z, -32768, 32767) + 32768) / 128
-        idx = torch.floor(u).detach()
-        frac = u - idx
-
-        def entry(j):
-            with torch.no_grad():
-                return self.op(torch.clamp((-32768 + 128 * j - z) * s, min=self.floor))
-        v0, v1 = entry(idx), entry(idx + 1)
-        return v0 + (v1 - v0) * frac
 
 
 def _constants_as_parameters(graph, module) -> None:

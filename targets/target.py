@@ -19,7 +19,7 @@ BACKEND_FORMATS = {
     "torch": "pt2",
     "torch-cuda": "pt2",
     # Arm microcontrollers: a .pte for the Ethos-U delegate / CMSIS-NN kernels, which
-    # the host's ExecuTorch runtime cannot load (targets/arm.py).
+    # the host's ExecuTorch runtime cannot load (targets/arm/).
     "ethos-u": "pte-ethos-u",
     "cortex-m": "pte-cortex-m",
 }

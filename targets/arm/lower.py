@@ -158,7 +158,12 @@ def _delegates(edge_gm):
 
 def ethos_u_spec(target, intermediates: Path | None = None):
     """The EthosUCompileSpec of a board line: its NPU, Vela system config and memory mode."""
-    from avedge.targets.arm import VELA_SYSTEMS
+    from avedge.targets.arm.boards import VELA_SYSTEMS
+
+    if target.name not in VELA_SYSTEMS:
+        raise AvedgeError(f"target {target.name!r} names no Vela system; Ethos-U boards are "
+                          f"made with targets.arm.ethos_u_board (known: "
+                          f"{', '.join(sorted(VELA_SYSTEMS))})")
     from executorch.backends.arm.ethosu import EthosUCompileSpec
 
     system = VELA_SYSTEMS[target.name]
@@ -174,7 +179,7 @@ def quantize_for_ethos_u(module, example: tuple, target, cfg: Int8StaticConfig,
     """NPU rewrites + PT2E calibration with the Ethos-U quantizer.
 
     -> (fake-quant GraphModule, calibration batches, rewrites applied, activation scheme).
-    The GraphModule is what gets lowered; `arm_precision.as_npu_computes(it)` is the
+    The GraphModule is what gets lowered; `precision.as_npu_computes(it)` is the
     model as the NPU computes it (its int16 tables interpolated), simulated in float: what
     the TOSA check compares against and what accuracy (e.g. SI-SDRi) is measured on.
     """
@@ -299,7 +304,7 @@ def _fallback_message(target, on_cpu: list[dict]) -> str:
                     + (f" ({o['reason']})" if o["reason"] else "") for o in on_cpu)
     return (f"{target.npu} cannot take these operators: {ops}. They fall back to the "
             f"Cortex-M CPU (ExecuTorch portable kernels), which Vela's estimate does not "
-            f"include; rewrite them (see targets/npu_rewrites.py) to keep the model on the NPU")
+            f"include; rewrite them (see targets/arm/rewrites.py) to keep the model on the NPU")
 
 
 @contextlib.contextmanager

@@ -71,6 +71,8 @@ def ethos_u_quantizer(spec, scheme: str, qat: bool = False):
         raise ValueError(f"unknown Ethos-U precision scheme {scheme!r}; known: {sorted(configs)}")
     quantizer = EthosUQuantizer(spec)
     quantizer.set_global(configs[scheme](is_per_channel=True, is_qat=qat))
+    # QatGraph (quantize/qat.py) trains an int16 op as this NPU computes it: a table.
+    quantizer.qat_int16_op = Int16TableQat
     if scheme == "a8w8-log16":
         quantizer.set_node_finder(get_symmetric_a16w8_quantization_config(
             is_per_channel=True, is_qat=qat), LogFeed())
@@ -115,6 +117,31 @@ class Int16Table:
         base, nxt = table[idx], table[idx + 1]
         out_code = base + (nxt - base) * frac / 128
         return ((out_code - z_out) * s_out).to(x.dtype)
+
+
+class Int16TableQat:
+    """`Int16Table` for quantization-aware training: the op as the NPU's interpolated table
+    computes it, differentiable, from the current scale of the input's fake-quant `fq_in`.
+    QAT then trains against the features the NPU will really compute (a log table is far
+    from the log in its first segments), not the exact function. Knots below the op's
+    float floor take the op at the floor (the NPU's table: its output range's end).
+    `ethos_u_quantizer` hands it to quantize/qat.py as the quantizer's `qat_int16_op`."""
+
+    def __init__(self, op, fq_in, floor: float):
+        self.op, self.fq_in, self.floor = op, fq_in, floor
+        self.__name__ = f"int16_table_{op.__name__}"
+
+    def __call__(self, x):
+        s, z = self.fq_in.scale.to(x.dtype), self.fq_in.zero_point.to(x.dtype)
+        u = (torch.clamp(x / s + z, -32768, 32767) + 32768) / 128
+        idx = torch.floor(u).detach()
+        frac = u - idx
+
+        def entry(j):
+            with torch.no_grad():
+                return self.op(torch.clamp((-32768 + 128 * j - z) * s, min=self.floor))
+        v0, v1 = entry(idx), entry(idx + 1)
+        return v0 + (v1 - v0) * frac
 
 
 def _is(node, op: str) -> bool:

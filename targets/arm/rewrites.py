@@ -1,8 +1,8 @@
 """Equivalent, NPU-friendly forms of layers the Arm backends reject or run slowly.
 
-Applied at export (targets/lower_arm.py) to a deep copy of the model; the user's
+Applied at export (targets/arm/lower.py) to a deep copy of the model; the user's
 model and its file are untouched. Every rewrite computes the same function as the
-layer it replaces (tests/targets/test_arm_rewrites.py checks each one in fp32),
+layer it replaces (tests/targets/test_arm.py checks each one in fp32),
 and the manifest lists which ones were applied, so a reader of the artifact knows
 the graph on the NPU is not literally the model's module tree.
 
@@ -166,58 +166,6 @@ def _fetch(gm, target: str) -> torch.Tensor:
     return obj.detach()
 
 
-class HoistedCondition(nn.Module):
-    """A streaming model whose per-chunk projection of its condition input is hoisted
-    out of the chunk graph, into whatever computes the condition (once per stream).
-
-    A FiLM-conditioned extractor recomputes `film(speaker)` on every 8 ms chunk although
-    the speaker embedding is fixed for the stream: on a batch-1 NPU that projection is
-    a third of the per-chunk weights (read from flash every chunk). Replacing the
-    projection with identity makes the chunk graph take the projected condition; the
-    projection moves to the condition's producer (`producer()` below, e.g. the speaker
-    encoder component of a pipeline). The composition computes the same function.
-    """
-
-    def __init__(self, model: nn.Module, attr: str, condition_index: int = 1):
-        super().__init__()
-        inner = copy.deepcopy(model).eval()
-        # Not submodules: the chunk graph must not carry the hoisted weights.
-        object.__setattr__(self, "projection", copy.deepcopy(getattr(inner, attr)).eval())
-        setattr(inner, attr, nn.Identity())
-        self.inner, self.index = inner, condition_index
-        object.__setattr__(self, "_source", model)
-
-    def forward(self, *args):
-        return self.inner(*args)
-
-    def project(self, condition: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            return self.projection(condition)
-
-    def producer(self, encoder: nn.Module) -> nn.Module:
-        """The condition's producer followed by the hoisted projection."""
-        return nn.Sequential(copy.deepcopy(encoder).eval(), copy.deepcopy(self.projection))
-
-    def _hoist(self, batch: tuple) -> tuple:
-        batch = list(batch)
-        batch[self.index] = self.project(batch[self.index])
-        return tuple(batch)
-
-    def example_inputs(self, example: tuple) -> tuple:
-        return self._hoist(example)
-
-    def calibration_inputs(self) -> list[tuple]:
-        return [self._hoist(b) for b in self._source.calibration_inputs()]
-
-    def __getattr__(self, name):  # the streaming contract (names, state, rates) of the model
-        try:
-            return super().__getattr__(name)
-        except AttributeError:
-            if name.startswith("_") or "inner" not in self.__dict__.get("_modules", {}):
-                raise  # during copy/unpickling, before the inner model exists
-            return getattr(self._modules["inner"], name)
-
-
 def for_npu(module: nn.Module, example: tuple) -> tuple[nn.Module, list[str]]:
     """-> (an equivalent module for the Ethos-U partitioner, the rewrites applied)."""
     module = copy.deepcopy(module).eval()
@@ -238,4 +186,4 @@ def for_cmsis_nn(module: nn.Module, example: tuple) -> tuple[nn.Module, list[str
     return module, rewrites
 
 
-__all__ = ["Conv1dAs2d", "ExplicitGroupNorm", "HoistedCondition", "MeanPool1d", "for_cmsis_nn", "for_npu"]
+__all__ = ["Conv1dAs2d", "ExplicitGroupNorm", "MeanPool1d", "for_cmsis_nn", "for_npu"]

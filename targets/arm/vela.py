@@ -8,7 +8,7 @@ Vela (the Ethos-U compiler) writes, per compiled TOSA graph:
 
 These are compiler estimates, not measurements: the manifest says so in `source`.
 The ExecuTorch Arm backend compiles each delegate into the same output folder, so
-several delegates overwrite each other's CSVs; lower_arm.py therefore re-runs Vela
+several delegates overwrite each other's CSVs; lower.py therefore re-runs Vela
 once per delegate into its own folder (`run_vela`) and sums the figures here.
 """
 

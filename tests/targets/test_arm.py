@@ -81,6 +81,25 @@ def test_board_lines_and_their_vela_system_agree():
         assert "Dram" not in ini[f"System_Config.{system.system_config}"].values()
 
 
+def test_a_board_is_one_line_and_its_vela_system_travels_with_it(monkeypatch):
+    from avedge.targets.arm import boards
+    from avedge.targets.arm.lower import ethos_u_spec
+
+    monkeypatch.setattr(boards, "VELA_SYSTEMS", dict(boards.VELA_SYSTEMS))
+    board = boards.ethos_u_board("u55-256-test", npu="ethos-u55-256", mhz=250, system="X")
+    assert board.formats == ("pte-ethos-u",) and board.clock_mhz == 250.0
+    assert board.precision == "int8" and board.budgets.sram_kib == 512
+    assert "Ethos-U55-256 at 250 MHz" in board.description
+    assert boards.VELA_SYSTEMS["u55-256-test"] == boards.VelaSystem(boards.HEARABLE_INI, "X",
+                                                                   "Hearable_Sram_512KB")
+    with pytest.raises(ValueError, match="defined twice"):
+        boards.ethos_u_board("u55-256-test", npu="ethos-u55-256", mhz=250, system="X")
+    with pytest.raises(AvedgeError, match="'renamed' names no Vela system.*hearable-npu"):
+        ethos_u_spec(dataclasses.replace(board, name="renamed"))
+    # The configs ship inside the package (pyproject package-data "*.ini").
+    assert boards.HEARABLE_INI.is_file() and boards.CONFIG_DIR.parent.name == "arm"
+
+
 def test_float_recipe_is_refused_with_what_is_accepted(tmp_path):
     with pytest.raises(AvedgeError, match="integer arithmetic only.*int8-static"):
         get_target("hearable-npu").export(Speechy(), example(), tmp_path / "x", recipe="fp32")
@@ -234,29 +253,6 @@ def test_cortex_m55_maps_convs_to_cmsis_nn_and_cannot_run_here(tmp_path, capsys)
         load(art.path)
     assert main(["bench", str(art.path)]) != 0
     assert "no cycle estimate" in capsys.readouterr().err
-
-
-def test_hoisted_film_is_the_same_function_and_drops_the_weights():
-    from avedge.models.speech_extractor import model as se
-    from avedge.targets.arm.rewrites import HoistedCondition
-    from avedge.targets.signature import describe
-
-    model = se.build(se.Dims(d_model=16, d_hidden=32, n_blocks=2))
-    nn.init.normal_(model.film.weight, std=0.1)  # trained FiLM is not zero
-    hoisted = HoistedCondition(model, "film")
-    example = se.example_inputs(model)
-    h_example = hoisted.example_inputs(example)
-    assert h_example[1].shape == (1, 2 * 2 * 16)  # (B, blocks * (gamma, beta) * D)
-    for a, b in zip(model(*example), hoisted(*h_example)):
-        torch.testing.assert_close(a, b)
-    enroll = torch.randn(1, se.ENROLL_SAMPLES) * 0.1
-    torch.testing.assert_close(hoisted.producer(model.speaker_encoder)(enroll),
-                               model.film(model.speaker_encoder(enroll)))
-    dropped = sum(p.numel() for p in model.film.parameters())
-    assert sum(p.numel() for p in hoisted.parameters()) == (
-        sum(p.numel() for p in model.parameters()) - dropped)
-    sig = describe(hoisted, h_example)  # the streaming contract survives the wrapper
-    assert sig.stream["chunk_samples"] == se.CHUNK and len(sig.stream["state"]) == 3
 
 
 @needs_arm

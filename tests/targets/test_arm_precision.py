@@ -1,5 +1,5 @@
 """Per-op precision on the Ethos-U (int16 into a log) and the fake-quant model that
-computes the NPU's int16 tables as the NPU does (targets/arm_precision.py)."""
+computes the NPU's int16 tables as the NPU does (targets/arm/precision.py)."""
 
 import dataclasses
 
