@@ -2,18 +2,14 @@
 
 The budgets follow the hearable job: an 8 ms audio chunk must be processed in well
 under 8 ms (1 ms leaves room for the codec, radio and the rest of the DSP chain),
-and the weights must fit the flash a hearable spares for a model.
+and the weights must fit the flash a hearable spares for a model. Static int8: dynamic
+int8 leaves the convolutions in fp32 on XNNPACK.
 """
 
+from avedge.targets.cpu import cpu_board
 from avedge.targets.registry import register
-from avedge.targets.target import Budgets, Target
+from avedge.targets.target import Budgets
 
-HEARABLE = register(Target(
-    name="hearable",
-    description="hearable SoC application core (Cortex-A class): 1 thread, int8",
-    backends=("executorch", "onnxruntime"),
-    default_recipe="int8-static",  # static: dynamic int8 leaves convs in fp32 on XNNPACK
-    precision="int8",
-    threads=1,
-    budgets=Budgets(chunk_latency_ms=1.0, ram_mb=64.0, weights_mb=2.0),
-))
+register(cpu_board("hearable", "hearable SoC application core (Cortex-A class)", "int8",
+                   recipe="int8-static", threads=1,
+                   budgets=Budgets(chunk_latency_ms=1.0, ram_mb=64.0, weights_mb=2.0)))

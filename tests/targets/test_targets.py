@@ -33,3 +33,34 @@ def test_targets_json_cli(capsys):
         assert {"name", "backends", "precision", "budgets"} <= set(t)
         assert isinstance(t["backends"], list) and t["backends"]
     assert by_name["hearable"]["budgets"]["weights_mb"] == 2.0
+
+
+def test_every_board_is_one_registered_line_through_its_family_helper():
+    """Adding a board is one `register(helper(...))` line; a family file holds the helper."""
+    import ast
+    from pathlib import Path
+
+    import avedge.targets
+
+    root = Path(avedge.targets.__file__).parent
+    registered = 0
+    for path in [*root.glob("*.py"), *root.glob("*/__init__.py")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "register":
+                board = node.args[0]
+                assert isinstance(board, ast.Call) and getattr(board.func, "id", "") != "Target", (
+                    f"{path.name}:{node.lineno}: register a board through its family helper")
+                registered += 1
+    assert registered == len(list_targets())
+
+
+def test_family_helpers_make_a_new_board_in_one_call():
+    from avedge.targets.cpu import cpu_board
+    from avedge.targets.jetson import jetson_board
+
+    nano = jetson_board("jetson-orin-nano", "Jetson Orin Nano", cuda_arch="sm_87", ram_mb=2048.0)
+    assert nano.formats == ("onnx", "pt2") and nano.precision == "fp16"
+    assert nano.budgets.ram_mb == 2048.0 and "sm_87" in nano.description
+    pi = cpu_board("pi5", "Raspberry Pi 5", "int8", recipe="int8-static", threads=4)
+    assert pi.default_recipe == "int8-static" and pi.threads == 4 and pi.formats == ("pte", "onnx")
+    assert cpu_board("x", "x", "fp16").default_recipe == "fp16"
