@@ -10,12 +10,15 @@ Mixtures come on the fly from the corpus voice bank (models/corpus/mixtures.py).
 loss is negative SI-SDR between the (lookahead-aligned) output and the target. A
 curriculum widens SIR/SNR and the number of interferers over the first 40 % of steps.
 
-Resumable: every `checkpoint_minutes` (and on SIGTERM / Ctrl-C / the time budget) the
-full training state goes to OUT.ckpt.pt, and the weights (OUT) plus a record (OUT with
-.json) are rewritten, so the shipped files always match the last checkpoint. Run the
-same command again to continue; `--fresh` starts over. OUT holds the moving average of
-the run's weights (`--ema`; the checkpoint keeps both), and `--precision bf16` runs the
-steps under bfloat16 autocast (see TrainConfig).
+Resumable (the loop is models/common/trainer.py): every `checkpoint_minutes` (and on
+SIGTERM / Ctrl-C / the time budget) the full training state goes to OUT.ckpt.pt, and the
+weights (OUT) plus a record (OUT with .json) are rewritten, so the shipped files always
+match the last checkpoint. Run the same command again to continue. Checkpoints stay on
+the machine that wrote them (not in the repository): a run without one warm-starts from
+OUT itself when it exists (the shipped weights), past the curriculum with its schedule
+started over; `--fresh` starts from scratch (or from `--init`). OUT holds the moving
+average of the run's weights (`--ema`; the checkpoint keeps both), and `--precision bf16`
+runs the steps under bfloat16 autocast (see TrainConfig).
 """
 
 from __future__ import annotations
@@ -23,24 +26,24 @@ from __future__ import annotations
 import functools
 import json
 import math
-import signal
-import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
+from avedge.models.common import trainer
 from avedge.models.common.batch_loader import BatchLoader, check_workers
 from avedge.models.common.weight_average import WeightAverage, check_decay
 from avedge.models.speech_extractor import model as se
 from avedge.runtime.errors import AvedgeError
+from avedge.runtime.fsutil import atomic_write_json
 
 CURRICULUM = (  # (fraction of steps where the phase ends, sampler settings)
     (0.15, {"sir_db": (0, 10), "snr_db": (10, 20), "n_interferers": (1, 1)}),
     (0.40, {"sir_db": (-3, 8), "snr_db": (3, 18), "n_interferers": (1, 2)}),
     (1.00, {"sir_db": (-5, 5), "snr_db": (0, 15), "n_interferers": (1, 2)}),
 )
-PRECISIONS = ("fp32", "bf16")  # of the training step (TrainConfig.precision)
+PRECISIONS = trainer.PRECISIONS  # of the training step (TrainConfig.precision)
 GAIN_DB = (-12.0, 6.0)  # random input level on top of the corpus levels
 ENROLL_SECONDS = (1.5, 4.0)  # enrollment lengths seen in training (looped to 5 s)
 
@@ -94,8 +97,8 @@ class TrainConfig:
     dims: dict = field(default_factory=lambda: asdict(se.Dims()))
 
     def paths(self) -> tuple[Path, Path, Path]:
-        out = Path(self.out)
-        return out, out.with_suffix(".json"), out.with_suffix(".ckpt.pt")
+        """(weights, record, checkpoint)."""
+        return tuple(vars(trainer.RunFiles.beside(self.out)).values())
 
 
 def lr_at(cfg: TrainConfig, step: int) -> float:
@@ -290,20 +293,6 @@ def evaluate(model: se.Extractor, examples: list[dict], batch: int = 16) -> dict
 
 # ----------------------------------------------------------------------------- loop
 
-def _save(model, spk_head, opt, state: dict, cfg: TrainConfig, record: dict,
-          avg: WeightAverage | None) -> None:
-    out, rec_path, ckpt = cfg.paths()
-    tmp = ckpt.with_name(ckpt.name + ".tmp")
-    torch.save({"model": model.state_dict(), "encoder": model.speaker_encoder.state_dict(),
-                "spk_head": spk_head.state_dict(), "ema": avg.state_dict() if avg else None,
-                "opt": opt.state_dict(), "state": state, "config": asdict(cfg)}, tmp)
-    tmp.replace(ckpt)
-    se.save_weights(avg.model if avg else model, out, meta={"steps": state["step"]})
-    tmp = rec_path.with_name(rec_path.name + ".tmp")
-    tmp.write_text(json.dumps(record, indent=1) + "\n")
-    tmp.replace(rec_path)
-
-
 def warm_start(path: str, model: se.Extractor, spk_head: torch.nn.Module) -> dict:
     """Load trained weights or a checkpoint into a new run's model (grown to its dims)
     -> where they came from: {"from", "steps", "train_minutes"}."""
@@ -312,7 +301,7 @@ def warm_start(path: str, model: se.Extractor, spk_head: torch.nn.Module) -> dic
         raise AvedgeError(f"--init {path!r} does not exist (want .safetensors weights or a "
                           f".ckpt.pt checkpoint of {se.NAME})")
     if p.name.endswith(".ckpt.pt"):
-        ck = torch.load(p, weights_only=False, map_location="cpu")
+        ck = trainer.load_checkpoint(p)
         # The averaged weights when the run kept them: what it wrote and was scored on.
         ext, enc = (ck["ema"]["model"], ck["ema"]["encoder"]) if ck.get("ema") else (
             ck["model"], ck["encoder"])
@@ -328,8 +317,8 @@ def warm_start(path: str, model: se.Extractor, spk_head: torch.nn.Module) -> dic
         se.grow(model, ext)
         model.speaker_encoder.load_state_dict(enc)
     except (ValueError, RuntimeError) as exc:
-        raise AvedgeError(f"--init {path!r} does not fit dims {asdict(model.dims)}: {exc}") \
-            from exc
+        raise AvedgeError(f"{path!r} does not fit dims {asdict(model.dims)}: {exc}; "
+                          f"pass their --dims, or --fresh to start from scratch") from exc
     if head is not None and head.shape == spk_head.weight.shape:
         with torch.no_grad():
             spk_head.weight.copy_(head)
@@ -338,16 +327,20 @@ def warm_start(path: str, model: se.Extractor, spk_head: torch.nn.Module) -> dic
 
 def train(cfg: TrainConfig, data=None, fresh: bool = False, progress: bool = True,
           log=print) -> dict:
-    """Train (or resume) per cfg. `data` defaults to CorpusData(cfg). -> the record dict."""
+    """Train (or resume) per cfg. `data` defaults to CorpusData(cfg). -> the record dict.
+
+    Starts from the checkpoint beside cfg.out, else from trained weights (cfg.init, else
+    cfg.out itself when it exists), else from scratch (models/common/trainer.py)."""
     torch.set_num_threads(cfg.threads)
-    out, rec_path, ckpt_path = cfg.paths()
+    files = trainer.RunFiles.beside(cfg.out)
+    out = files.weights
     out.parent.mkdir(parents=True, exist_ok=True)  # before minutes of training, not at the save
     dims = se.Dims.from_json(cfg.dims)  # bad dims fail before the corpus is read
     check_workers(cfg.workers)  # and so does a worker count that cannot draw batches
     check_decay(cfg.ema)  # and a decay that is no average
-    if cfg.precision not in PRECISIONS:
-        raise AvedgeError(f"--precision {cfg.precision!r} is not one training runs in; "
-                          f"accepted: {', '.join(PRECISIONS)}")
+    trainer.check_precision(cfg.precision)
+    dev = trainer.check_device(cfg.device)
+    start = trainer.starting_point(files, cfg.init, fresh, dev)
     data = data or CorpusData(cfg)
     torch.manual_seed(cfg.seed)
     model = se.Extractor(dims)
@@ -356,18 +349,17 @@ def train(cfg: TrainConfig, data=None, fresh: bool = False, progress: bool = Tru
     # Speaker-ID head on the embedding (cosine logits): trains the encoder to tell voices
     # apart from the first step, instead of only through the extraction loss.
     spk_head = torch.nn.Linear(dims.speaker.emb_dim, max(1, n_classes), bias=False)
-    dev = torch.device(cfg.device)
     for m in (model, enc, spk_head):  # the encoder is not a submodule of the extractor
         m.to(dev)
     params = list(model.parameters()) + list(enc.parameters()) + list(spk_head.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    state = {"step": 0, "samples": 0, "train_seconds": 0.0, "history": [], "sessions": 0}
+    state = trainer.new_state()
     ema_state = None
-    if ckpt_path.exists() and not fresh:
-        ck = torch.load(ckpt_path, weights_only=False, map_location=dev)
+    if start.kind == "checkpoint":
+        ck = start.checkpoint
         if (ck_dims := se.Dims.from_json(ck["config"]["dims"])) != dims:
             raise AvedgeError(
-                f"checkpoint {ckpt_path} has dims {asdict(ck_dims)}, this run "
+                f"checkpoint {files.checkpoint} has dims {asdict(ck_dims)}, this run "
                 f"{asdict(dims)}: pass its dims (--dims '{{\"df_order\": 1}}' for a "
                 f"plain-mask checkpoint) to resume it, or --fresh to restart")
         model.load_state_dict(ck["model"])
@@ -376,13 +368,17 @@ def train(cfg: TrainConfig, data=None, fresh: bool = False, progress: bool = Tru
         opt.load_state_dict(ck["opt"])
         state = ck["state"]
         ema_state = ck.get("ema")  # None in checkpoints written before the average
-        log(f"resuming from {ckpt_path} at step {state['step']}")
+        log(f"resuming from {files.checkpoint} at step {state['step']}")
         if "warm_start" in state and not cfg.init:  # keep the warm start's schedule
             cfg = replace(cfg, init=ck["config"]["init"])
-    elif cfg.init:
+    elif start.kind == "weights":
+        # The schedule starts over past the curriculum (phase_at): the model has been
+        # through it. Recorded as the run's init so that a resume keeps that schedule.
+        cfg = replace(cfg, init=str(start.weights))
         state["warm_start"] = warm_start(cfg.init, model, spk_head)
+        for m in (model, enc, spk_head):
+            m.to(dev)
         log(f"starting from {cfg.init} ({state['warm_start']['steps']} steps before)")
-    state["sessions"] += 1
     avg = WeightAverage(model, cfg.ema) if cfg.ema > 0 else None
     if avg and ema_state:
         avg.load_state_dict(ema_state)  # else it starts from the weights just loaded
@@ -404,7 +400,7 @@ def train(cfg: TrainConfig, data=None, fresh: bool = False, progress: bool = Tru
                "steps": state["step"], "samples": state["samples"],
                "audio_hours": round(state["samples"] * cfg.seconds / 3600, 2),
                "train_minutes": round(state["train_seconds"] / 60, 1),
-               "sessions": state["sessions"], "machine": _machine(),
+               "sessions": state["sessions"], "machine": trainer.machine(),
                "curriculum": [{"until": e, **{k: list(v) for k, v in kw.items()}}
                               for e, kw in CURRICULUM],
                "history": state["history"][-40:]}
@@ -412,89 +408,69 @@ def train(cfg: TrainConfig, data=None, fresh: bool = False, progress: bool = Tru
             rec["warm_start"] = state["warm_start"]
         if final_eval:
             rec["eval"] = final_eval
-        elif (rec_path.exists() and "eval" in (old := json.loads(rec_path.read_text()))
+        elif (files.record.exists() and "eval" in (old := json.loads(files.record.read_text()))
               and old.get("steps") == state["step"]):
             rec["eval"] = old["eval"]
         return rec
 
-    stop = {"flag": False}
+    def step(k: int, batch) -> tuple[float, dict]:
+        mix, tgt, enr, labels = (t.to(dev, non_blocking=True) for t in batch)
+        model.train()
+        enc.train()
+        for g in opt.param_groups:
+            g["lr"] = lr_at(cfg, k)
+        with trainer.autocast(dev, cfg.precision):
+            emb = enc(enr)
+            est = se.extract(model, mix, emb)
+        emb, est = emb.float(), est.float()
+        loss = -se.si_sdr(est, tgt).clamp(max=40.0).mean()
+        known = labels >= 0
+        if cfg.speaker_loss > 0 and n_classes and bool(known.any()):
+            logits = 10.0 * emb[known] @ torch.nn.functional.normalize(
+                spk_head.weight, dim=1).T
+            loss = loss + cfg.speaker_loss * torch.nn.functional.cross_entropy(
+                logits, labels[known])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        gnorm = float(torch.nn.utils.clip_grad_norm_(params, cfg.clip))
+        opt.step()
+        if avg:
+            avg.update(model, k)
+        state["samples"] += cfg.batch
+        return float(loss.detach()), {"phase": phase_at(cfg, k), "gnorm": f"{gnorm:.1f}"}
 
-    def on_signal(signum, frame):
-        stop["flag"] = True
+    def evaluate_now(k: int) -> dict | None:
+        if not val_set():
+            return None
+        entry = {"val": evaluate(model, val_set())}
+        msg = f"step {k}: val SI-SDRi {entry['val']['si_sdri_db']:.2f} dB"
+        if avg:
+            entry["val_ema"] = evaluate(avg.model, val_set())
+            msg += f", averaged weights {entry['val_ema']['si_sdri_db']:.2f} dB"
+        log(msg)
+        return entry
 
-    old_handlers = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
-    bar = None
-    if progress:
-        from tqdm import tqdm
-        bar = tqdm(total=cfg.steps, initial=state["step"], unit="step", dynamic_ncols=True)
-    t_session = time.time()
-    t_ckpt = time.time()
+    def save() -> None:
+        trainer.save_run(
+            files, {"model": model.state_dict(), "encoder": enc.state_dict(),
+                    "spk_head": spk_head.state_dict(), "ema": avg.state_dict() if avg else None,
+                    "opt": opt.state_dict(), "state": state, "config": asdict(cfg)},
+            lambda path: se.save_weights(avg.model if avg else model, path,
+                                         meta={"steps": state["step"]}),
+            record())
+
+    def after_checkpoint() -> None:
+        if hasattr(data, "refresh") and data.refresh():
+            log(f"corpus grew: {data.describe()['train_voices']} training voices")
+
     loader = BatchLoader(functools.partial(batch_for_step, cfg), data, state["step"],
                          cfg.workers)
-    try:
-        while state["step"] < cfg.steps and not stop["flag"]:
-            if cfg.minutes is not None and time.time() - t_session > cfg.minutes * 60:
-                log(f"time budget of {cfg.minutes} min reached")
-                break
-            step = state["step"]
-            mix, tgt, enr, labels = (t.to(dev) for t in loader.next())
-            t0 = time.time()
-            model.train()
-            enc.train()
-            for g in opt.param_groups:
-                g["lr"] = lr_at(cfg, step)
-            with torch.autocast(dev.type, dtype=torch.bfloat16,
-                                enabled=cfg.precision == "bf16"):
-                emb = enc(enr)
-                est = se.extract(model, mix, emb)
-            emb, est = emb.float(), est.float()
-            loss = -se.si_sdr(est, tgt).clamp(max=40.0).mean()
-            known = labels >= 0
-            if cfg.speaker_loss > 0 and n_classes and bool(known.any()):
-                logits = 10.0 * emb[known] @ torch.nn.functional.normalize(
-                    spk_head.weight, dim=1).T
-                loss = loss + cfg.speaker_loss * torch.nn.functional.cross_entropy(
-                    logits, labels[known])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            gnorm = float(torch.nn.utils.clip_grad_norm_(params, cfg.clip))
-            opt.step()
-            if avg:
-                avg.update(model, step)
-            state["step"] = step + 1
-            state["samples"] += cfg.batch
-            state["train_seconds"] += time.time() - t0
-            lv = float(loss.detach())
-            state["loss_ema"] = 0.98 * state.get("loss_ema", lv) + 0.02 * lv
-            if bar:
-                bar.update(1)
-                bar.set_postfix(loss=f"{state['loss_ema']:.2f}", phase=phase_at(cfg, step),
-                                gnorm=f"{gnorm:.1f}")
-            if (state["step"] % cfg.eval_every == 0 or state["step"] == cfg.steps) and val_set():
-                ev = evaluate(model, val_set())
-                entry = {"step": state["step"], "loss_ema": round(state["loss_ema"], 3),
-                         "val": ev, "minutes": round(state["train_seconds"] / 60, 1)}
-                msg = f"step {state['step']}: val SI-SDRi {ev['si_sdri_db']:.2f} dB"
-                if avg:
-                    entry["val_ema"] = evaluate(avg.model, val_set())
-                    msg += f", averaged weights {entry['val_ema']['si_sdri_db']:.2f} dB"
-                state["history"].append(entry)
-                log(msg)
-            if time.time() - t_ckpt > cfg.checkpoint_minutes * 60:
-                _save(model, spk_head, opt, state, cfg, record(), avg)
-                t_ckpt = time.time()
-                if hasattr(data, "refresh") and data.refresh():
-                    log(f"corpus grew: {data.describe()['train_voices']} training voices")
-    finally:
-        loader.close()
-        if bar:
-            bar.close()
-        for s, h in old_handlers.items():
-            signal.signal(s, h)
-    rec = record()
-    _save(model, spk_head, opt, state, cfg, rec, avg)
-    log(f"saved {out} and {ckpt_path} at step {state['step']}")
-    return rec
+    trainer.run_loop(state, trainer.LoopSettings(cfg.steps, cfg.minutes, cfg.checkpoint_minutes,
+                                                 cfg.eval_every),
+                     batches=loader, step=step, evaluate=evaluate_now, save=save,
+                     after_checkpoint=after_checkpoint, progress=progress, log=log)
+    log(f"saved {out} and {files.checkpoint} at step {state['step']}")
+    return record()
 
 
 def eval_sets(data, n: int, holdout_synth: str | None, noise_only: bool = False) -> dict:
@@ -525,9 +501,7 @@ def final_eval(cfg: TrainConfig, n: int = 100, data=None) -> dict:
                          "5 dB SNR (noise_only: no talker), no augmentation, eager fp32")
     rec = json.loads(rec_path.read_text()) if rec_path.exists() else {}
     rec["eval"] = res
-    tmp = rec_path.with_name(rec_path.name + ".tmp")
-    tmp.write_text(json.dumps(rec, indent=1) + "\n")
-    tmp.replace(rec_path)
+    atomic_write_json(rec_path, rec, indent=1)
     return res
 
 
@@ -559,11 +533,3 @@ def write_calibration_set(corpus: str, n: int = 12, seconds: float = 3.0, seed: 
     tmp.replace(out)
     return {"file": str(out), "mixtures": len(exs), "seconds": seconds, "seed": seed,
             "split": "val", "bytes": out.stat().st_size}
-
-
-def _machine() -> dict:
-    import os
-    import platform
-
-    return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-            "torch": torch.__version__}

@@ -19,22 +19,25 @@ only training with the integer grid in the loop wins back. So:
    weights, its own dims) with a record; `avedge export speech-extractor --target
    hearable-npu` picks this file up (speech_extractor.NPU_WEIGHTS_FILE).
 
-Resumable like the float trainer: OUT.ckpt.pt every few minutes and on SIGTERM/Ctrl-C.
+Resumable like the float trainer (models/common/trainer.py): OUT.ckpt.pt every few minutes
+and on SIGTERM/Ctrl-C. Without that checkpoint a run continues from the tuned weights in
+OUT when they exist (fresh observers, schedule started over), else prunes `--init` again;
+`--fresh` always prunes `--init` again.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import math
-import signal
-import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
+from avedge.models.common import trainer
+from avedge.models.common.batch_loader import BatchLoader
 from avedge.models.speech_extractor import model as se
 from avedge.models.speech_extractor import npu
 from avedge.models.speech_extractor import train as tx
@@ -66,8 +69,8 @@ class TrainConfig:
     threads: int = 2
 
     def paths(self) -> tuple[Path, Path, Path]:
-        out = Path(self.out)
-        return out, out.with_suffix(".json"), out.with_suffix(".ckpt.pt")
+        """(weights, record, checkpoint)."""
+        return tuple(vars(trainer.RunFiles.beside(self.out)).values())
 
     @property
     def samples(self) -> int:
@@ -205,8 +208,29 @@ def evaluate(setup: Setup, batches: list[tuple]) -> dict:
 
 # ----------------------------------------------------------------------------- loop
 
+def npu_batch(cfg: TrainConfig, data_cfg, phase: int, data, step: int):
+    """The (mixture, target, enrollment) batch of step `step`, cropped to the static shape."""
+    return fixed_length(tx.make_batch(data, data_cfg, phase, step * cfg.batch,
+                                      np.random.default_rng([cfg.seed, 7, step])), cfg.samples)
+
+
+def tuned_start(path: Path, cfg: TrainConfig, teacher: se.Extractor) -> se.Extractor:
+    """Weights this trainer wrote before (OUT without its checkpoint: a fresh clone, a GPU
+    machine) as the student, when they are of this run's width and log form."""
+    student = se.load_weights(path)
+    width = cfg.mlp_width or teacher.dims.d_hidden
+    if student.dims.d_hidden != width or student.npu_log_ranges != cfg.log_ranges:
+        raise AvedgeError(f"{str(path)!r} was tuned at MLP width {student.dims.d_hidden} with "
+                          f"{student.npu_log_ranges} log table(s), this run asks {width} and "
+                          f"{cfg.log_ranges}: pass those, or --fresh to prune --init again")
+    return student
+
+
 def train(cfg: TrainConfig, data=None, fresh: bool = False, progress: bool = True,
           log=print) -> dict:
+    """Fine-tune per cfg -> the record. Starts from the checkpoint beside cfg.out, else
+    from the tuned weights in cfg.out, else from cfg.init pruned (models/common/trainer.py;
+    --fresh: from cfg.init pruned)."""
     from avedge.targets import get_target
     from avedge.targets.arm.lower import arm_toolchain_missing
 
@@ -220,30 +244,36 @@ def train(cfg: TrainConfig, data=None, fresh: bool = False, progress: bool = Tru
     if missing:
         raise AvedgeError(f"fine-tuning for {cfg.target!r} trains against its quantizer: {missing}")
     torch.set_num_threads(cfg.threads)
-    out, rec_path, ckpt_path = cfg.paths()
+    files = trainer.RunFiles.beside(cfg.out)
+    out = files.weights
     out.parent.mkdir(parents=True, exist_ok=True)  # before minutes of training, not at the save
     data_cfg = tx.TrainConfig(corpus=cfg.corpus, seconds=max(cfg.seconds, 2.0), batch=cfg.batch,
                               seed=cfg.seed, holdout_synth=cfg.holdout_synth,
                               natural_share=cfg.natural_share)
     teacher = se.load_weights(cfg.init)
     npu.require_plain_mask(teacher.dims, f"--init {cfg.init!r}")  # before the corpus is read
+    # --init is the float model to prune, not a warm start: OUT is this trainer's own.
+    start = trainer.starting_point(files, None, fresh)
+    ck = start.checkpoint
+    if ck is not None and (ck["config"]["mlp_width"] != cfg.mlp_width
+                           or ck["config"].get("log_ranges", 1) != cfg.log_ranges
+                           # The init by file name: a checkout elsewhere must resume.
+                           or Path(ck["config"]["init"]).name != Path(cfg.init).name):
+        raise AvedgeError(f"checkpoint {files.checkpoint} is of another init/width/log form; "
+                          f"use --fresh")
+    student = tuned_start(start.weights, cfg, teacher) if start.kind == "weights" else None
     data = data or tx.CorpusData(data_cfg)
     torch.manual_seed(cfg.seed)
-    student = pruned(teacher, cfg.mlp_width)
-    state = {"step": 0, "train_seconds": 0.0, "history": [], "sessions": 0}
-    ck = None
-    if ckpt_path.exists() and not fresh:
-        ck = torch.load(ckpt_path, weights_only=False)
-        # The init by file name: a checkout elsewhere must resume the shipped checkpoint.
-        if (ck["config"]["mlp_width"] != cfg.mlp_width
-                or ck["config"].get("log_ranges", 1) != cfg.log_ranges
-                or Path(ck["config"]["init"]).name != Path(cfg.init).name):
-            raise AvedgeError(f"checkpoint {ckpt_path} is of another init/width/log form; "
-                              f"use --fresh")
+    if student is None:
+        student = pruned(teacher, cfg.mlp_width)
+    state = trainer.new_state()
+    if ck is not None:
         student.load_state_dict(ck["student"])
         state = ck["state"]
-        log(f"resuming from {ckpt_path} at step {state['step']}")
-    state["sessions"] += 1
+        log(f"resuming from {files.checkpoint} at step {state['step']}")
+    elif start.kind == "weights":
+        state["warm_start"] = {"from": out.name, "steps": _record_of(files.record).get("steps")}
+        log(f"starting from {out} (tuned {state['warm_start']['steps']} steps before)")
     phase = len(tx.CURRICULUM) - 1  # the hardest mixtures: the conditions it is scored on
 
     def unused_batch(k):  # training mixtures no step uses
@@ -268,98 +298,69 @@ def train(cfg: TrainConfig, data=None, fresh: bool = False, progress: bool = Tru
         log(f"start: {state['start_eval']}")
 
     def record() -> dict:
-        return {"family": se.NAME, "weights": out.name, "init": cfg.init,
-                "target": cfg.target, "scheme": setup.scheme,
-                "dims": asdict(student.dims), "config": asdict(cfg),
-                "params": {"extractor": sum(p.numel() for p in student.parameters())},
-                "corpus": data.describe(), "steps": state["step"],
-                "train_minutes": round(state["train_seconds"] / 60, 1),
-                "sessions": state["sessions"], "machine": tx._machine(),
-                "skipped_steps": state.get("skipped", 0),
-                "start_eval": state.get("start_eval"), "history": state["history"][-40:],
-                **_npu_eval_of(rec_path, state["step"])}
+        rec = {"family": se.NAME, "weights": out.name, "init": cfg.init,
+               "target": cfg.target, "scheme": setup.scheme,
+               "dims": asdict(student.dims), "config": asdict(cfg),
+               "params": {"extractor": sum(p.numel() for p in student.parameters())},
+               "corpus": data.describe(), "steps": state["step"],
+               "train_minutes": round(state["train_seconds"] / 60, 1),
+               "sessions": state["sessions"], "machine": trainer.machine(),
+               "skipped_steps": state.get("skipped", 0),
+               "start_eval": state.get("start_eval"), "history": state["history"][-40:],
+               **_npu_eval_of(files.record, state["step"])}
+        if "warm_start" in state:
+            rec["warm_start"] = state["warm_start"]
+        return rec
+
+    def step(k: int, batch) -> tuple[float, dict]:
+        mix, tgt, enr = batch
+        for g in opt.param_groups:
+            g["lr"] = lr_at(cfg, k)
+        loss = -aligned_loss(setup.qat(mix, setup.film(enr)), tgt).clamp(max=40.0).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        gnorm = torch.nn.utils.clip_grad_norm_(params, cfg.clip)
+        if torch.isfinite(loss) and torch.isfinite(gnorm):
+            opt.step()
+        else:  # one bad batch must not poison the weights (and the observers' ranges)
+            state["skipped"] = state.get("skipped", 0) + 1
+            log(f"step {k}: non-finite loss/gradient ({float(loss)}, {float(gnorm)}), "
+                f"update skipped")
+        return float(loss.detach()), {}
+
+    def evaluate_now(k: int) -> dict:
+        ev = evaluate(setup, val)
+        log(f"step {k}: val {ev}")
+        return {"val": ev}
 
     def save() -> None:
         trained = copy.deepcopy(setup).finish()
-        tmp = ckpt_path.with_name(ckpt_path.name + ".tmp")
-        torch.save({"student": trained.state_dict(), "qat": setup.qat.graph.state_dict(),
-                    "opt": opt.state_dict(), "state": state, "config": asdict(cfg)}, tmp)
-        tmp.replace(ckpt_path)
-        se.save_weights(trained, out, meta={"steps": state["step"], "npu_target": cfg.target,
-                                            "npu_log_ranges": cfg.log_ranges})
-        tmp = rec_path.with_name(rec_path.name + ".tmp")
-        tmp.write_text(json.dumps(record(), indent=1) + "\n")
-        tmp.replace(rec_path)
+        trainer.save_run(
+            files, {"student": trained.state_dict(), "qat": setup.qat.graph.state_dict(),
+                    "opt": opt.state_dict(), "state": state, "config": asdict(cfg)},
+            lambda path: se.save_weights(trained, path, meta={
+                "steps": state["step"], "npu_target": cfg.target,
+                "npu_log_ranges": cfg.log_ranges}),
+            record())
 
-    stop = {"flag": False}
-    old = {s: signal.signal(s, lambda *_: stop.update(flag=True))
-           for s in (signal.SIGTERM, signal.SIGINT)}
-    bar = None
-    if progress:
-        from tqdm import tqdm
-        bar = tqdm(total=cfg.steps, initial=state["step"], unit="step", dynamic_ncols=True)
-    pool = ThreadPoolExecutor(1)
-
-    def fetch(step):
-        return pool.submit(tx.make_batch, data, data_cfg, phase, step * cfg.batch,
-                           np.random.default_rng([cfg.seed, 7, step]))
-
-    t_session = t_ckpt = time.time()
-    pending = fetch(state["step"])
-    try:
-        while state["step"] < cfg.steps and not stop["flag"]:
-            if cfg.minutes is not None and time.time() - t_session > cfg.minutes * 60:
-                log(f"time budget of {cfg.minutes} min reached")
-                break
-            step = state["step"]
-            mix, tgt, enr = fixed_length(pending.result(), cfg.samples)
-            pending = fetch(step + 1)
-            t0 = time.time()
-            for g in opt.param_groups:
-                g["lr"] = lr_at(cfg, step)
-            loss = -aligned_loss(setup.qat(mix, setup.film(enr)), tgt).clamp(max=40.0).mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            gnorm = torch.nn.utils.clip_grad_norm_(params, cfg.clip)
-            if torch.isfinite(loss) and torch.isfinite(gnorm):
-                opt.step()
-            else:  # one bad batch must not poison the weights (and the observers' ranges)
-                state["skipped"] = state.get("skipped", 0) + 1
-                log(f"step {step}: non-finite loss/gradient ({float(loss)}, {float(gnorm)}), "
-                    f"update skipped")
-            state["step"] = step + 1
-            state["train_seconds"] += time.time() - t0
-            lv = float(loss.detach())
-            state["loss_ema"] = 0.98 * state.get("loss_ema", lv) + 0.02 * lv
-            if bar:
-                bar.update(1)
-                bar.set_postfix(loss=f"{state['loss_ema']:.2f}")
-            if state["step"] % cfg.eval_every == 0 or state["step"] == cfg.steps:
-                ev = evaluate(setup, val)
-                state["history"].append({"step": state["step"], "loss_ema": round(
-                    state["loss_ema"], 3), "val": ev,
-                    "minutes": round(state["train_seconds"] / 60, 1)})
-                log(f"step {state['step']}: val {ev}")
-            if time.time() - t_ckpt > cfg.checkpoint_minutes * 60:
-                save()
-                t_ckpt = time.time()
-    finally:
-        pool.shutdown(wait=True)
-        if bar:
-            bar.close()
-        for s, h in old.items():
-            signal.signal(s, h)
-    save()
-    log(f"saved {out} and {ckpt_path} at step {state['step']}")
+    loader = BatchLoader(functools.partial(npu_batch, cfg, data_cfg, phase), data,
+                         state["step"], workers=1)
+    trainer.run_loop(state, trainer.LoopSettings(cfg.steps, cfg.minutes, cfg.checkpoint_minutes,
+                                                 cfg.eval_every),
+                     batches=loader, step=step, evaluate=evaluate_now, save=save,
+                     progress=progress, log=log)
+    log(f"saved {out} and {files.checkpoint} at step {state['step']}")
     return record()
+
+
+def _record_of(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def _npu_eval_of(rec_path: Path, step: int) -> dict:
     """The record's NPU-precision score (benchmarks/bench_arm.py, written beside the
     training figures) while it still describes these weights."""
-    if not rec_path.exists():
-        return {}
-    old = json.loads(rec_path.read_text()).get("eval_npu")
+    old = _record_of(rec_path).get("eval_npu")
     return {"eval_npu": old} if old and old.get("steps") == step else {}
 
 

@@ -107,3 +107,15 @@ def test_no_log_table_is_refused_before_the_corpus_is_read(tmp_path):
     with pytest.raises(AvedgeError, match="--log-ranges wants the number of int16 log tables"):
         tn.train(cfg, progress=False, log=lambda *a: None)
     assert not (tmp_path / "o").exists()
+
+
+def test_tuned_weights_of_another_width_or_log_form_are_refused_as_a_start(tmp_path):
+    tuned = tmp_path / "npu.safetensors"
+    se.save_weights(tn.pruned(tiny_model(), 16), tuned, meta={"npu_log_ranges": 1})
+    cfg = tn.TrainConfig(out=str(tuned), mlp_width=16)
+    assert tn.tuned_start(tuned, cfg, tiny_model()).dims.d_hidden == 16
+    with pytest.raises(AvedgeError, match="tuned at MLP width 16 .* asks 8"):
+        tn.tuned_start(tuned, tn.TrainConfig(out=str(tuned), mlp_width=8), tiny_model())
+    with pytest.raises(AvedgeError, match="1 log table.*asks 16 and 4"):
+        tn.tuned_start(tuned, tn.TrainConfig(out=str(tuned), mlp_width=16, log_ranges=4),
+                       tiny_model())

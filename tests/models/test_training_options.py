@@ -113,3 +113,52 @@ def test_paired_comparison_of_two_weights_files_on_the_same_mixtures():
     assert other["b_minus_a_db"] == pytest.approx(
         other["b_si_sdri_db"] - other["a_si_sdri_db"], abs=2e-3)
     assert other["b_minus_a_db"] != 0 and other["b_minus_a_se_db"] > 0
+
+
+def test_without_a_checkpoint_a_run_warm_starts_from_its_own_weights(tmp_path):
+    cfg = _cfg(tmp_path, "w.safetensors", steps=3)
+    _train(cfg)
+    (tmp_path / "w.ckpt.pt").unlink()  # checkpoints stay on the machine that wrote them
+    before = se.load_weights(cfg.out).state_dict()
+    rec = _train(replace(cfg, steps=0))  # no step: what it writes is where it started
+    assert rec["warm_start"] == {"from": "w.safetensors", "steps": 3,
+                                 "train_minutes": rec["warm_start"]["train_minutes"]}
+    assert rec["config"]["init"] == cfg.out and rec["steps"] == 0
+    assert tr.phase_at(tr.TrainConfig(**rec["config"]), 0) == len(tr.CURRICULUM) - 1
+    after = se.load_weights(cfg.out).state_dict()
+    assert all(torch.equal(after[k], v) for k, v in before.items())
+    (tmp_path / "w.ckpt.pt").unlink()
+    fresh = tr.train(replace(cfg, steps=0), data=ToneVoices(), fresh=True, progress=False,
+                     log=lambda *a: None)
+    assert "warm_start" not in fresh  # --fresh: from scratch, not from OUT
+    assert any(not torch.equal(v, before[k])
+               for k, v in se.load_weights(cfg.out).state_dict().items())
+
+
+def test_shared_loop_stops_on_sigterm_and_saves(tmp_path):
+    import os
+    import signal
+
+    from avedge.models.common import trainer
+
+    saved, state = [], trainer.new_state()
+
+    class Batches:
+        def next(self):
+            return None
+
+        def close(self):
+            saved.append("closed")
+
+    def step(k, batch):
+        if k == 2:
+            os.kill(os.getpid(), signal.SIGTERM)  # the loop finishes this step, then saves
+        return 1.0, {}
+
+    before = signal.getsignal(signal.SIGTERM)
+    trainer.run_loop(state, trainer.LoopSettings(steps=10, minutes=None, checkpoint_minutes=60,
+                                                 eval_every=100),
+                     batches=Batches(), step=step, evaluate=lambda k: None,
+                     save=lambda: saved.append(state["step"]), progress=False)
+    assert state["step"] == 3 and saved == ["closed", 3] and state["sessions"] == 1
+    assert signal.getsignal(signal.SIGTERM) is before  # the handler is given back
