@@ -1,10 +1,10 @@
-"""Exponential moving average of an extractor's weights, for the weights a run ships.
+"""Exponential moving average of a model's weights, for the weights a run ships.
 
 SI-SDR training with a batch of 8 is noisy: the weights at any one step sit somewhere in a
 cloud around the minimum the schedule is circling. Their running average sits nearer its
-middle, at no cost to the step (one `lerp_` per tensor). The extractor's speaker encoder
-is not a submodule of it (it must stay out of the exported graph), so it is averaged
-alongside explicitly.
+middle, at no cost to the step (one `lerp_` per tensor). A model may carry a companion
+that is not its submodule (the speech extractor's `speaker_encoder` must stay out of
+the exported graph): it is averaged alongside.
 
     >>> import torch
     >>> from avedge.models.speech_extractor import model as se
@@ -34,22 +34,29 @@ def check_decay(decay: float) -> None:
                           f"0.999: average over ~1000 steps); got {decay}")
 
 
+COMPANION = "speaker_encoder"  # attribute of a module trained with the model, not inside it
+
+
+def _modules(model) -> list[torch.nn.Module]:
+    companion = getattr(model, COMPANION, None)
+    return [model] if companion is None else [model, companion]
+
+
 def _tensors(model) -> list[torch.Tensor]:
-    return (list(model.state_dict().values())
-            + list(model.speaker_encoder.state_dict().values()))
+    return [t for m in _modules(model) for t in m.state_dict().values()]
 
 
 class WeightAverage:
-    """`model` (an Extractor with `.speaker_encoder`) averaged as training moves it."""
+    """`model` (and its companion, if any) averaged as training moves it."""
 
     def __init__(self, model, decay: float):
         check_decay(decay)
         self.decay = decay
-        self.model = copy.deepcopy(model)  # deep-copies the speaker encoder with it
-        self.model.eval()
-        self.model.speaker_encoder.eval()
-        for p in list(self.model.parameters()) + list(self.model.speaker_encoder.parameters()):
-            p.requires_grad_(False)
+        self.model = copy.deepcopy(model)  # deep-copies the companion with it
+        for m in _modules(self.model):
+            m.eval()
+            for p in m.parameters():
+                p.requires_grad_(False)
 
     @torch.no_grad()
     def update(self, model, step: int) -> None:
@@ -63,9 +70,13 @@ class WeightAverage:
                 avg.copy_(cur)
 
     def state_dict(self) -> dict:
-        return {"model": self.model.state_dict(),
-                "encoder": self.model.speaker_encoder.state_dict()}
+        """{"model": ..., "encoder": the companion's} (the checkpoints' format)."""
+        mods = _modules(self.model)
+        return {"model": mods[0].state_dict(),
+                **({"encoder": mods[1].state_dict()} if len(mods) > 1 else {})}
 
     def load_state_dict(self, state: dict) -> None:
-        self.model.load_state_dict(state["model"])
-        self.model.speaker_encoder.load_state_dict(state["encoder"])
+        mods = _modules(self.model)
+        mods[0].load_state_dict(state["model"])
+        if len(mods) > 1:
+            mods[1].load_state_dict(state["encoder"])

@@ -162,3 +162,15 @@ def test_shared_loop_stops_on_sigterm_and_saves(tmp_path):
                      save=lambda: saved.append(state["step"]), progress=False)
     assert state["step"] == 3 and saved == ["closed", 3] and state["sessions"] == 1
     assert signal.getsignal(signal.SIGTERM) is before  # the handler is given back
+
+
+def test_average_of_a_model_without_a_companion():
+    model = torch.nn.Linear(3, 2)
+    avg = WeightAverage(model, decay=0.5)
+    with torch.no_grad():
+        model.weight.add_(2.0)
+    avg.update(model, step=10**6)
+    torch.testing.assert_close(model.weight - avg.model.weight,
+                               torch.ones_like(model.weight))
+    assert set(avg.state_dict()) == {"model"}
+    WeightAverage(model, 0.5).load_state_dict(avg.state_dict())
