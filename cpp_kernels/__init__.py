@@ -38,14 +38,15 @@ Example::
 from __future__ import annotations
 
 from .executorch_ops import load_executorch_ops
+from .schemas import KERNELS, OP_NAMES
 
-CUSTOM_OPS = ("avedge::joint_attention", "avedge::flow_step", "avedge::mouth_warp")
+CUSTOM_OPS = OP_NAMES  # one per kernel of the op table (schemas.py)
 
 # Everything that needs torch is imported on first use, so that a device running only
 # ExecuTorch/ONNX artifacts can call load_executorch_ops() without the training stack.
 _LAZY = {
-    "joint_attention": "ops", "flow_step": "ops", "mouth_warp": "ops", "positions": "ops",
-    "ensure_loaded": "ops", "ensure_cuda_loaded": "ops", "backend": "ops", "reference": None, "sampler": None,
+    **dict.fromkeys(KERNELS, "ops"), "positions": "ops", "ensure_loaded": "ops",
+    "ensure_cuda_loaded": "ops", "backend": "ops", "reference": None, "sampler": None,
     "onnx_translation_table": "onnx_export",
 }
 

@@ -13,11 +13,11 @@ import ctypes
 import threading
 
 from . import _build
+from .schemas import ET_OPS
 
 _lock = threading.Lock()
 _loaded: tuple[ctypes.CDLL, str] | None = None
 
-ET_OPS = ("avedge::joint_attention.out", "avedge::flow_step.out", "avedge::mouth_warp.out")
 
 
 def load_executorch_ops() -> str:

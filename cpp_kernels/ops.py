@@ -5,13 +5,8 @@ Importing this module registers ``torch.ops.avedge.{joint_attention, flow_step, 
 first import (see _build.py); with no compiler, or with ``AVEDGE_KERNELS=reference``, the
 reference implementations (reference.py) are registered instead and a warning says so.
 
-Schemas::
-
-    joint_attention(Tensor q_a, Tensor k_a, Tensor v_a, Tensor q_m, Tensor k_m, Tensor v_m,
-                    Tensor pos_a, Tensor pos_m, float window, float? scale=None) -> (Tensor, Tensor)
-    flow_step(Tensor x, Tensor v_c, Tensor? v_u, Tensor? x_pred, float dt, float guidance=1.0)
-        -> Tensor
-    mouth_warp(Tensor image, Tensor flow) -> Tensor
+The schemas come from the op table in schemas.py (one entry per kernel); each kernel here
+has a fake impl (`@_fake`), a reference (reference.py, same name) and a Python entry point.
 """
 
 from __future__ import annotations
@@ -25,24 +20,9 @@ import torch
 from torch import Tensor
 
 from . import _build, reference
+from .schemas import KERNELS, NAMESPACE, SCHEMAS
 
-NAMESPACE = "avedge"
 BACKEND_ENV = "AVEDGE_KERNELS"  # "reference" forces the pure-PyTorch kernels
-_JA_ARGS = ("Tensor q_a, Tensor k_a, Tensor v_a, Tensor q_m, Tensor k_m, Tensor v_m, "
-            "Tensor pos_a, Tensor pos_m, float window, float? scale=None")
-_FS_ARGS = "Tensor x, Tensor v_c, Tensor? v_u, Tensor? x_pred, float dt, float guidance=1.0"
-_MW_ARGS = "Tensor image, Tensor flow"
-SCHEMAS = [
-    f"joint_attention({_JA_ARGS}) -> (Tensor, Tensor)",
-    (f"joint_attention.out({_JA_ARGS}, *, Tensor(a!) out_a, Tensor(b!) out_m)"
-     " -> (Tensor(a!), Tensor(b!))"),
-    f"flow_step({_FS_ARGS}) -> Tensor",
-    f"flow_step.out({_FS_ARGS}, *, Tensor(a!) out) -> Tensor(a!)",
-    f"mouth_warp({_MW_ARGS}) -> Tensor",
-    f"mouth_warp.out({_MW_ARGS}, *, Tensor(a!) out) -> Tensor(a!)",
-]
-OP_NAMES = [f"{NAMESPACE}::joint_attention", f"{NAMESPACE}::flow_step", f"{NAMESPACE}::mouth_warp"]
-
 _lib = torch.library.Library(NAMESPACE, "DEF")
 for _schema in SCHEMAS:
     _lib.define(_schema)
@@ -55,20 +35,30 @@ _cuda: str | None = None  # "cuda" once the CUDA kernels are registered, else "r
 
 # ---------------------------------------------------------------- fake (meta) implementations
 
-@torch.library.register_fake(f"{NAMESPACE}::joint_attention")
+_FAKES: dict = {}  # op name -> its fake impl, which also gives the .out overload's shapes
+
+
+def _fake(name: str):
+    def register(fn):
+        _FAKES[name] = fn
+        return torch.library.register_fake(f"{NAMESPACE}::{name}")(fn)
+    return register
+
+
+@_fake("joint_attention")
 def _joint_attention_fake(q_a, k_a, v_a, q_m, k_m, v_m, pos_a, pos_m, window, scale=None):
     torch._check(q_a.dim() == 4 and q_m.dim() == 4, lambda: "q_a, q_m must be (B, H, T, D)")
     return torch.empty_like(q_a, memory_format=torch.contiguous_format), torch.empty_like(
         q_m, memory_format=torch.contiguous_format)
 
 
-@torch.library.register_fake(f"{NAMESPACE}::flow_step")
+@_fake("flow_step")
 def _flow_step_fake(x, v_c, v_u, x_pred, dt, guidance=1.0):
     torch._check(v_c.shape == x.shape, lambda: "v_c must have x's shape")
     return torch.empty_like(x, memory_format=torch.contiguous_format)
 
 
-@torch.library.register_fake(f"{NAMESPACE}::mouth_warp")
+@_fake("mouth_warp")
 def _mouth_warp_fake(image, flow):
     torch._check(image.dim() == 4, lambda: "image must be (B, C, H, W)")
     return torch.empty_like(image, memory_format=torch.contiguous_format)
@@ -80,49 +70,29 @@ def _resize_out(out: Tensor, like: Tensor) -> Tensor:
     return out
 
 
-def _ja_out_meta(q_a, k_a, v_a, q_m, k_m, v_m, pos_a, pos_m, window, scale=None, *, out_a, out_m):
-    return _resize_out(out_a, q_a), _resize_out(out_m, q_m)
+def _out_variant(functional, outs: tuple[str, ...]):
+    """The `.out` overload of `functional`: its results written into the out tensors named
+    `outs` (keyword arguments, as the schema declares them), which it returns."""
+    def out_impl(*args, **kwargs):
+        targets = [kwargs.pop(name) for name in outs]
+        result = functional(*args, **kwargs)
+        results = result if isinstance(result, tuple) else (result,)
+        written = tuple(_resize_out(t, r).copy_(r) for t, r in zip(targets, results))
+        return written if len(written) > 1 else written[0]
+    return out_impl
 
 
-def _fs_out_meta(x, v_c, v_u, x_pred, dt, guidance=1.0, *, out):
-    return _resize_out(out, x)
-
-
-def _mw_out_meta(image, flow, *, out):
-    return _resize_out(out, image)
-
-
-_lib.impl("joint_attention.out", _ja_out_meta, "Meta")
-_lib.impl("flow_step.out", _fs_out_meta, "Meta")
-_lib.impl("mouth_warp.out", _mw_out_meta, "Meta")
+for _name, _kernel in KERNELS.items():
+    _lib.impl(f"{_name}.out", _out_variant(_FAKES[_name], _kernel.outs), "Meta")
 
 
 # ---------------------------------------------------------------- reference kernels
 
-def _ja_out_ref(q_a, k_a, v_a, q_m, k_m, v_m, pos_a, pos_m, window, scale=None, *, out_a, out_m):
-    ra, rm = reference.joint_attention(q_a, k_a, v_a, q_m, k_m, v_m, pos_a, pos_m, window, scale)
-    _resize_out(out_a, ra).copy_(ra)
-    _resize_out(out_m, rm).copy_(rm)
-    return out_a, out_m
-
-
-def _fs_out_ref(x, v_c, v_u, x_pred, dt, guidance=1.0, *, out):
-    r = reference.flow_step(x, v_c, v_u, x_pred, dt, guidance)
-    return _resize_out(out, r).copy_(r)
-
-
-def _mw_out_ref(image, flow, *, out):
-    r = reference.mouth_warp(image, flow)
-    return _resize_out(out, r).copy_(r)
-
-
 def _register_reference(dispatch_key: str) -> None:
-    _lib.impl("joint_attention", reference.joint_attention, dispatch_key)
-    _lib.impl("joint_attention.out", _ja_out_ref, dispatch_key)
-    _lib.impl("flow_step", reference.flow_step, dispatch_key)
-    _lib.impl("flow_step.out", _fs_out_ref, dispatch_key)
-    _lib.impl("mouth_warp", reference.mouth_warp, dispatch_key)
-    _lib.impl("mouth_warp.out", _mw_out_ref, dispatch_key)
+    for name, kernel in KERNELS.items():
+        functional = getattr(reference, name)
+        _lib.impl(name, functional, dispatch_key)
+        _lib.impl(f"{name}.out", _out_variant(functional, kernel.outs), dispatch_key)
 
 
 # Any device without a dedicated kernel (CUDA before the CUDA extension is built) computes
