@@ -1,142 +1,201 @@
-"""avedge train FAMILY --corpus DIR --out FILE.safetensors [options]
+"""avedge train TRAINER [--option VALUE ...]
 
-Trains a model family's shipped weights. Resumable: run the same command again to
-continue from FILE's checkpoint (FILE with .ckpt.pt); `--fresh` starts over.
+Trains a model family's weights. Resumable: run the same command again to continue from
+OUT's checkpoint (OUT with .ckpt.pt, kept on this machine); without one a run
+warm-starts from OUT itself when it exists; `--fresh` starts over.
 
-A family joins by one line in TRAINERS: a module with `TrainConfig` (a dataclass
-whose fields become --options), `train(cfg, fresh=...)` and `final_eval(cfg)`.
+The trainers come from the family specs (`Family.trainers`; registry.trainers()). A
+trainer is a module with a `TrainConfig` dataclass, `train(cfg, fresh=..., progress=...)`
+and `final_eval(cfg)` (optionally `write_calibration_set`); every field of its
+TrainConfig is an option (`steps` -> --steps, `mlp_width` -> --mlp-width), typed by its
+annotation and explained by the field's comment. The options are built once a trainer
+is named, so no other command imports torch or the families.
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import importlib
+import inspect
+import io
 import json
+import textwrap
+import tokenize
+import typing
 
 from avedge.cli.common import print_json, quiet_native_logs
 from avedge.runtime.errors import AvedgeError, UnknownNameError
 
-TRAINERS = {
-    "speech-extractor": "avedge.models.speech_extractor.train",
-    # The speech extractor fitted to an NPU (pruned + quantization-aware fine-tuning).
-    "speech-extractor-npu": "avedge.models.speech_extractor.train_npu",
-}
-
 
 def register(sub):
-    p = sub.add_parser("train", help="train a model family's weights on the synthetic corpus")
-    p.add_argument("family", help=f"model family ({', '.join(sorted(TRAINERS))})")
-    p.add_argument("--corpus", help="voice bank directory (default: the corpus default)")
-    p.add_argument("--out", help="weights file to write (.safetensors); record beside it")
-    p.add_argument("--steps", type=int, help="schedule length in optimizer steps")
-    p.add_argument("--batch", type=int, help="mixtures per step")
-    p.add_argument("--lr", type=float, help="peak learning rate")
-    p.add_argument("--seed", type=int, help="corpus / init seed")
-    p.add_argument("--minutes", type=float, help="stop (and checkpoint) after this wall time")
-    p.add_argument("--threads", type=int, help="torch threads")
-    p.add_argument("--workers", type=int, help="processes drawing training mixtures (default "
-                   "1: a background thread; more on a GPU machine)")
-    p.add_argument("--ema", type=float, help="decay of the weight average the run writes "
-                   "(default 0.999; 0: the last step's weights)")
-    p.add_argument("--precision", help="arithmetic of the training step: fp32 (default) "
-                   "or bf16 (autocast; ~2.4x faster on CPUs with AVX512-BF16 or AMX)")
-    p.add_argument("--device", help="torch device to train on (default cpu; e.g. cuda)")
-    p.add_argument("--holdout-synth", help="synthesizer kept out of training ('none' for none)")
-    p.add_argument("--dims", help="JSON of model dimensions (default: the reference size)")
-    p.add_argument("--init", help="weights or checkpoint to start from (speech-extractor: a "
-                        "new run grown to --dims; NPU fine-tuning: default the shipped)")
-    p.add_argument("--target", help="NPU target to fine-tune for (default hearable-npu)")
-    p.add_argument("--mlp-width", type=int, help="MLP units kept per block (NPU fine-tuning)")
-    p.add_argument("--log-ranges", type=int,
-                   help="int16 log tables in the NPU form's features (NPU fine-tuning; "
-                        "default 1)")
-    p.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint")
-    p.add_argument("--eval-only", action="store_true",
-                   help="score the weights in --out on the test sets and update the record")
-    p.add_argument("--calibration-set", type=int, metavar="N",
-                   help="write the family's int8 calibration file from N val-split mixtures "
-                        "of --corpus (instead of training)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--json", action="store_true", help="print the record as JSON at the end")
+    p = sub.add_parser("train", help="train a model family's weights on the synthetic corpus",
+                       description="Train a model family's weights. `avedge train TRAINER -h` "
+                                   "lists that trainer's options.")
+    p.add_argument("trainer", nargs="?", help="trainer name (e.g. speech-extractor, "
+                   "speech-extractor-npu); run without one to list them")
+    p.add_argument("options", nargs=argparse.REMAINDER, help="the trainer's options")
     p.set_defaults(func=run)
 
 
-def run(args) -> int:
-    if args.family not in TRAINERS:
-        raise UnknownNameError("trainable family", args.family, TRAINERS)
-    quiet_native_logs()
-    mod = importlib.import_module(TRAINERS[args.family])
-    cfg = mod.TrainConfig()
-    fields = {f.name for f in dataclasses.fields(cfg)}
-    updates = {}
-    for name in ("steps", "batch", "lr", "seed", "minutes", "threads", "workers", "ema",
-                 "precision", "device", "init", "target", "mlp_width", "log_ranges"):
-        if getattr(args, name) is not None:
-            if name not in fields:
-                raise AvedgeError(f"--{name.replace('_', '-')} does not apply to training "
-                                  f"{args.family!r}")
-            updates[name] = getattr(args, name)
-    if args.holdout_synth is not None and "holdout_synth" in fields:
-        updates["holdout_synth"] = None if args.holdout_synth == "none" else args.holdout_synth
-    if args.corpus:
-        updates["corpus"] = args.corpus
-    elif "corpus" in fields and not cfg.corpus:
-        from avedge.models.corpus.voicebank import default_bank_dir
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line through the CLI's error path, not a usage dump
+        raise AvedgeError(message)
 
-        updates["corpus"] = str(default_bank_dir())
-    if args.out:
-        updates["out"] = args.out
-    if args.dims:
-        if "dims" not in fields:
-            raise AvedgeError(f"--dims does not apply to training {args.family!r} (its "
-                              f"dimensions come from the weights it starts from)")
-        updates["dims"] = {**cfg.dims, **_parse_dims(args.dims, cfg.dims)}
-    if args.device is not None:
-        _check_device(args.device)
-    cfg = dataclasses.replace(cfg, **updates)
-    if args.calibration_set is not None:
+
+def run(args) -> int:
+    from avedge.models.registry import trainers
+
+    table = trainers()
+    if not args.trainer:
+        raise AvedgeError(f"name a trainer: avedge train TRAINER [options]; available: "
+                          f"{', '.join(sorted(table))}")
+    if args.trainer not in table:
+        raise UnknownNameError("trainer", args.trainer, table)
+    quiet_native_logs()
+    mod = importlib.import_module(table[args.trainer])
+    parser = options_parser(args.trainer, mod.TrainConfig)
+    opts, rest = parser.parse_known_args(args.options)
+    if rest:
+        flag = next((t.split("=")[0] for t in rest if t.startswith("-")), rest[0])
+        raise AvedgeError(f"{flag} does not apply to training {args.trainer!r}; its options: "
+                          f"`avedge train {args.trainer} -h`")
+    cfg = config_from(opts, mod.TrainConfig)
+    if opts.calibration_set is not None:
         if not hasattr(mod, "write_calibration_set"):
-            raise AvedgeError(f"--calibration-set does not apply to {args.family!r}")
-        if args.calibration_set < 1:
+            raise AvedgeError(f"--calibration-set does not apply to {args.trainer!r}")
+        if opts.calibration_set < 1:
             raise AvedgeError(f"--calibration-set wants a number of mixtures >= 1; got "
-                              f"{args.calibration_set}")
-        print_json(mod.write_calibration_set(cfg.corpus, n=args.calibration_set))
+                              f"{opts.calibration_set}")
+        print_json(mod.write_calibration_set(cfg.corpus, n=opts.calibration_set))
         return 0
-    if args.eval_only:
+    if opts.eval_only:
         rec = mod.final_eval(cfg)
     else:
-        rec = mod.train(cfg, fresh=args.fresh, progress=not args.no_progress)
-    if args.json:
+        rec = mod.train(cfg, fresh=opts.fresh, progress=not opts.no_progress)
+    if opts.json:
         print_json(rec)
     return 0
 
 
-def _parse_dims(text: str, defaults: dict) -> dict:
-    """--dims JSON -> dict of known dimension names, or a clear error."""
-    example = '{"df_order": 4}' if "df_order" in defaults else '{"d_model": 64}'
+# ----------------------------------------------------------------------------- options
+
+def flag_of(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def options_parser(trainer: str, config: type) -> argparse.ArgumentParser:
+    """--options from the config's fields, plus the run's own flags."""
+    p = _Parser(prog=f"avedge train {trainer}", allow_abbrev=False,
+                description=(inspect.getmodule(config).__doc__ or "").split("\n\n")[0])
+    defaults = config()
+    helps = field_comments(config)
+    hints = typing.get_type_hints(config)
+    for f in dataclasses.fields(config):
+        default = getattr(defaults, f.name)
+        text = helps.get(f.name, f.name.replace("_", " ")).replace("%", "%%")
+        kind = _base_type(hints[f.name])
+        if kind is bool:
+            p.add_argument(flag_of(f.name), dest=f.name, action="store_true", default=None,
+                           help=text)
+            continue
+        shown = json.dumps(default) if isinstance(default, dict) else default
+        if _optional(hints[f.name]):
+            text += " ('none' for none)"
+        p.add_argument(flag_of(f.name), dest=f.name, default=None,
+                       metavar="JSON" if kind is dict else f.name.upper(),
+                       help=f"{text} (default: {shown})")
+    run = p.add_argument_group("run")
+    run.add_argument("--fresh", action="store_true",
+                     help="start from scratch (or --init): ignore the checkpoint and OUT")
+    run.add_argument("--eval-only", action="store_true",
+                     help="score the weights in --out on the test sets and update the record")
+    run.add_argument("--calibration-set", type=int, metavar="N",
+                     help="write the family's int8 calibration file from N val-split mixtures "
+                          "of --corpus (instead of training)")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument("--json", action="store_true", help="print the record as JSON at the end")
+    return p
+
+
+def config_from(opts: argparse.Namespace, config: type):
+    """The config with the options given on the command line; values typed per field."""
+    cfg = config()
+    hints = typing.get_type_hints(config)
+    updates = {}
+    for f in dataclasses.fields(config):
+        text = getattr(opts, f.name)
+        if text is None:
+            continue
+        updates[f.name] = _value(f, hints[f.name], text, getattr(cfg, f.name))
+    if "corpus" in {f.name for f in dataclasses.fields(config)} and not updates.get(
+            "corpus", cfg.corpus):
+        from avedge.models.corpus.voicebank import default_bank_dir
+
+        updates["corpus"] = str(default_bank_dir())
+    return dataclasses.replace(cfg, **updates)
+
+
+def _value(f: dataclasses.Field, hint, text, default):
+    kind = _base_type(hint)
+    if kind is bool:
+        return bool(text)
+    if _optional(hint) and text.lower() == "none":
+        return None
+    if kind is dict:
+        return {**default, **_parse_object(flag_of(f.name), text, default,
+                                           f.metadata.get("keys", "key"))}
     try:
-        dims = json.loads(text)
+        return kind(text)
+    except ValueError as exc:
+        raise AvedgeError(f"{flag_of(f.name)} wants {kind.__name__}; got {text!r}") from exc
+
+
+def _optional(hint) -> bool:
+    return type(None) in typing.get_args(hint)
+
+
+def _base_type(hint) -> type:
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    base = args[0] if args else hint
+    return typing.get_origin(base) or base
+
+
+def _parse_object(flag: str, text: str, defaults: dict, noun: str) -> dict:
+    """A JSON object of known names (keys of the default), or a clear error."""
+    example = json.dumps({k: v for k, v in list(defaults.items())[:1]})
+    try:
+        obj = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise AvedgeError(f"--dims wants a JSON object, e.g. '{example}'; got {text!r} "
+        raise AvedgeError(f"{flag} wants a JSON object, e.g. '{example}'; got {text!r} "
                           f"({exc.msg})") from exc
-    if not isinstance(dims, dict):
-        raise AvedgeError(f"--dims wants a JSON object, e.g. '{example}'; got {text!r}")
-    unknown = sorted(set(dims) - set(defaults))
+    if not isinstance(obj, dict):
+        raise AvedgeError(f"{flag} wants a JSON object, e.g. '{example}'; got {text!r}")
+    unknown = sorted(set(obj) - set(defaults))
     if unknown:
-        raise AvedgeError(f"--dims: unknown dimension(s) {', '.join(unknown)}; accepted: "
+        raise AvedgeError(f"{flag}: unknown {noun}(s) {', '.join(unknown)}; accepted: "
                           f"{', '.join(sorted(defaults))}")
-    return dims
+    return obj
 
 
-def _check_device(name: str) -> None:
-    """Fail before loading the corpus on a device name torch does not know or lacks here."""
-    import torch
+def field_comments(config: type) -> dict[str, str]:
+    """Field name -> the comment lines just above it and the comment on its line."""
+    import ast
 
-    try:
-        dev = torch.device(name)
-    except RuntimeError as exc:
-        raise AvedgeError(f"--device {name!r} is not a torch device ({exc}); use cpu or "
-                          f"cuda[:N]") from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise AvedgeError(f"--device {name!r}: this machine has no CUDA GPU (torch "
-                          f"{torch.__version__}); use cpu")
+    src = textwrap.dedent(inspect.getsource(config))
+    lines = src.splitlines()
+    comments = {tok.start[0]: tok.string.lstrip("#").strip()
+                for tok in tokenize.generate_tokens(io.StringIO(src).readline)
+                if tok.type == tokenize.COMMENT}
+    out = {}
+    for node in ast.parse(src).body[0].body:
+        if not isinstance(node, ast.AnnAssign) or not isinstance(node.target, ast.Name):
+            continue
+        above, row = [], node.lineno - 1
+        while row in comments and lines[row - 1].lstrip().startswith("#"):
+            above.insert(0, comments[row])
+            row -= 1
+        own = [comments[r] for r in range(node.lineno, node.end_lineno + 1) if r in comments]
+        if above or own:
+            out[node.target.id] = " ".join(above + own)
+    return out

@@ -50,16 +50,18 @@ ENROLL_SECONDS = (1.5, 4.0)  # enrollment lengths seen in training (looped to 5 
 
 @dataclass
 class TrainConfig:
-    corpus: str = ""
+    corpus: str = ""  # voice bank directory (empty: the corpus default, models/corpus)
+    # Weights file to write (.safetensors); its record (.json) and checkpoint (.ckpt.pt)
+    # go beside it. Without a checkpoint a run warm-starts from this file if it exists.
     out: str = str(se.WEIGHTS_FILE)
     steps: int = 6000  # schedule length (cosine decay); a run may stop earlier
-    batch: int = 8
-    seconds: float = 4.0
-    lr: float = 1e-3
-    weight_decay: float = 1e-2
-    warmup: int = 200
-    clip: float = 5.0
-    seed: int = 0
+    batch: int = 8  # mixtures per step
+    seconds: float = 4.0  # length of a training mixture
+    lr: float = 1e-3  # peak learning rate
+    weight_decay: float = 1e-2  # AdamW's
+    warmup: int = 200  # steps of linear learning-rate warmup
+    clip: float = 5.0  # gradient norm clip
+    seed: int = 0  # corpus draws and init
     # Synthesizers never seen in training. piper has one voice (the most natural, "joe"):
     # held out, it is the target of the held-out-synthesizer test (eval_sets).
     holdout_synth: str | None = "piper"
@@ -70,11 +72,11 @@ class TrainConfig:
     # +1.3 dB against DeepFilterNet3's +8 (session 5).
     solo_share: float = 0.15
     speaker_loss: float = 0.3  # weight of the speaker-ID loss on the embedding
-    eval_every: int = 250
-    eval_n: int = 48
-    checkpoint_minutes: float = 5.0
+    eval_every: int = 250  # steps between validation scores (the record's history)
+    eval_n: int = 48  # validation mixtures
+    checkpoint_minutes: float = 5.0  # wall time between checkpoints
     minutes: float | None = None  # wall budget of this invocation
-    threads: int = 2
+    threads: int = 2  # torch threads
     # Mixture-drawing workers (models/batch_loader.py): 1 = a background thread, enough
     # on 2 CPU cores; a GPU machine needs processes to keep up (a batch of 32 costs ~0.7 s
     # of one core). New voices of a bank still being built reach processes only at the
@@ -94,7 +96,9 @@ class TrainConfig:
     # `dims` (se.grow: e.g. more deep-filter taps, the function unchanged at step 0). The
     # schedule starts over and skips the curriculum (the model has been through it).
     init: str | None = None
-    dims: dict = field(default_factory=lambda: asdict(se.Dims()))
+    # Model dimensions, JSON of se.Dims names (default: the reference size).
+    dims: dict = field(default_factory=lambda: asdict(se.Dims()),
+                       metadata={"keys": "dimension"})
 
     def paths(self) -> tuple[Path, Path, Path]:
         """(weights, record, checkpoint)."""

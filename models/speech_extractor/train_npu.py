@@ -46,27 +46,29 @@ from avedge.runtime.errors import AvedgeError
 
 @dataclass
 class TrainConfig:
-    corpus: str = ""
+    corpus: str = ""  # voice bank directory (empty: the corpus default, models/corpus)
+    # Tuned weights to write (.safetensors; record and checkpoint beside it). Without a
+    # checkpoint a run continues from this file when it exists (else prunes --init).
     out: str = str(se.NPU_WEIGHTS_FILE)
-    init: str = str(se.MASK_WEIGHTS_FILE)  # the plain-mask float model to start from
+    init: str = str(se.MASK_WEIGHTS_FILE)  # the plain-mask float model to prune and tune
     target: str = "hearable-npu"  # whose quantizer (precision scheme) is trained against
     mlp_width: int = 128  # MLP hidden units kept per block (0: keep the init's)
     log_ranges: int = 1  # int16 log tables in the features (extractor_npu.ranged_log_power)
-    steps: int = 4000
-    batch: int = 8
+    steps: int = 4000  # schedule length (cosine decay); a run may stop earlier
+    batch: int = 8  # mixtures per step
     seconds: float = 2.0  # training crops (the QAT graph has one static shape)
-    lr: float = 3e-4
-    weight_decay: float = 1e-2
-    warmup: int = 100
-    clip: float = 5.0
-    seed: int = 0
-    holdout_synth: str | None = "piper"
-    natural_share: float = 0.5
-    eval_every: int = 250
-    eval_n: int = 16
-    checkpoint_minutes: float = 5.0
-    minutes: float | None = None
-    threads: int = 2
+    lr: float = 3e-4  # peak learning rate
+    weight_decay: float = 1e-2  # AdamW's
+    warmup: int = 100  # steps of linear learning-rate warmup
+    clip: float = 5.0  # gradient norm clip
+    seed: int = 0  # corpus draws
+    holdout_synth: str | None = "piper"  # synthesizer kept out of training
+    natural_share: float = 0.5  # share of training targets from neural (non-espeak) voices
+    eval_every: int = 250  # steps between validation scores (the record's history)
+    eval_n: int = 16  # validation mixtures
+    checkpoint_minutes: float = 5.0  # wall time between checkpoints
+    minutes: float | None = None  # wall budget of this invocation
+    threads: int = 2  # torch threads
 
     def paths(self) -> tuple[Path, Path, Path]:
         """(weights, record, checkpoint)."""
