@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from avedge.quantize import Fp16Config, Int8DynamicConfig, Int8StaticConfig, Recipe
-from avedge.runtime.errors import AvedgeError
+from avedge.quantize import Int8DynamicConfig, Int8StaticConfig, Recipe
+from avedge.quantize.weight_only import plain_weights
 from avedge.targets.quant_report import torch_graph_report
 
 
@@ -16,9 +16,9 @@ def lower_pte(module, example_inputs: tuple, recipe: Recipe, path: Path,
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import EdgeCompileConfig, to_edge_transform_and_lower
 
-    if recipe.find(Fp16Config):
-        raise AvedgeError(f"recipe {recipe.name!r} (fp16) is not supported for ExecuTorch "
-                          f"artifacts here; use fp32 or int8 for .pte")
+    # Which configs reach here is decided once, in targets/lowering.py (prepare): .pte takes
+    # dynamic and static int8; module-level configs were applied to `module` already.
+    module = plain_weights(module)  # torchao weight-only subclasses -> plain int8 tensors
     int8 = recipe.find(Int8DynamicConfig) or recipe.find(Int8StaticConfig)
     if int8:
         from avedge.quantize.pt2e_int8 import quantize_pt2e_int8

@@ -7,17 +7,18 @@ import copy
 from pathlib import Path
 
 import torch
-from avedge.quantize import Fp16Config, Int8DynamicConfig, Int8StaticConfig, Recipe
-from avedge.runtime.errors import AvedgeError
+from avedge.quantize import Fp16Config, Recipe
+from avedge.quantize.weight_only import plain_weights
 
 
 def lower_pt2(module, example_inputs: tuple, recipe: Recipe, path: Path,
               weights_path: Path) -> None:
     from safetensors.torch import save_file
 
-    if recipe.find(Int8DynamicConfig) or recipe.find(Int8StaticConfig):
-        raise AvedgeError(f"recipe {recipe.name!r} (int8) is not supported on the torch path; "
-                          f"use fp32 or fp16 (int8 targets export .pte/.onnx)")
+    # .pt2 takes fp16 only (targets/lowering.py refuses int8 before we get here); module-level
+    # configs were applied to `module` already. torchao weight-only subclasses are flattened
+    # so the program and safetensors hold plain int8 tensors.
+    module = plain_weights(module)
     if recipe.find(Fp16Config):
         from avedge.targets.lower_onnx import _HalfInside
 

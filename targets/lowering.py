@@ -1,17 +1,31 @@
-"""The lowering registry: one function per model-file format.
+"""The lowering registry: one function per model-file format, with the compression
+configs it consumes.
 
-export() runs, for each format its target needs, `FORMAT_LOWERERS[fmt](job)`; the
-lowerer writes its files into `job.out_dir` and returns what they are. Adding a
-device family (e.g. an NPU through another ExecuTorch backend) is one new lowerer
-registered here and one backend in runtime/backends, not an edit of export().
+export() first runs `prepare(module, recipe, target)`: module-level configs (pruning,
+low-rank, weight-only; quantize/api.py) are applied to a copy of the module, and a config
+that is neither module-level nor taken by every format the target writes is refused,
+naming it — before any lowering runs. Then, for each format, `FORMAT_LOWERERS[fmt](job)`
+writes its files into `job.out_dir` and returns what they are. Adding a device family
+(e.g. an NPU through another ExecuTorch backend) is one new lowerer registered here and
+one backend in runtime/backends, not an edit of export().
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from avedge.quantize import Recipe
+from avedge.quantize import (
+    Fp16Config,
+    Int8DynamicConfig,
+    Int8StaticConfig,
+    Recipe,
+    apply_recipe,
+    is_module_level,
+)
+from avedge.quantize.recipes import RECIPES
+from avedge.runtime.errors import AvedgeError
 
 
 @dataclass
@@ -72,5 +86,62 @@ def _pte_cortex_m(job: LoweringJob) -> Lowered:
     return lower_cortex_m(job)
 
 
-FORMAT_LOWERERS = {"pte": _pte, "onnx": _onnx, "pt2": _pt2,
-                   "pte-ethos-u": _pte_ethos_u, "pte-cortex-m": _pte_cortex_m}
+@dataclass(frozen=True)
+class FormatLowerer:
+    lower: Callable[[LoweringJob], Lowered]
+    accepts: tuple[type, ...]  # the lowering-level configs this format consumes
+    needs: tuple[type, ...] = ()  # one of these must be in the recipe (integer-only devices)
+    needs_why: str = ""
+
+    def __call__(self, job: LoweringJob) -> Lowered:
+        return self.lower(job)
+
+
+_INT8 = (Int8DynamicConfig, Int8StaticConfig)
+# The Arm backends run integer arithmetic only; their quantizers are calibrated (static).
+_ARM = {"accepts": (Int8StaticConfig,), "needs": (Int8StaticConfig,),
+        "needs_why": "runs integer arithmetic only"}
+FORMAT_LOWERERS = {
+    "pte": FormatLowerer(_pte, _INT8),  # PT2E + XNNPACK; no fp16 path here
+    "onnx": FormatLowerer(_onnx, (*_INT8, Fp16Config)),  # onnxruntime's quantizers; fp16 copy
+    "pt2": FormatLowerer(_pt2, (Fp16Config,)),  # the torch program: no int8 kernels on CUDA
+    "pte-ethos-u": FormatLowerer(_pte_ethos_u, **_ARM),
+    "pte-cortex-m": FormatLowerer(_pte_cortex_m, **_ARM),
+}
+
+
+def refusal(recipe: Recipe, target) -> str | None:
+    """Why `target` cannot take `recipe` (one line), or None if it can."""
+    for fmt in target.formats:
+        lowerer = FORMAT_LOWERERS[fmt]
+        for config in recipe.configs:
+            if is_module_level(config) or isinstance(config, lowerer.accepts):
+                continue
+            takes = ", ".join(t.__name__ for t in lowerer.accepts) or "no lowering configs"
+            return (f"recipe {recipe.name!r} holds {type(config).__name__}, which target "
+                    f"{target.name!r} cannot apply: its {fmt!r} lowering takes {takes} (and "
+                    f"module-level configs), and no quantize_ handler applies "
+                    f"{type(config).__name__} to the module")
+        if lowerer.needs and not any(isinstance(c, lowerer.needs) for c in recipe.configs):
+            wants = ", ".join(t.__name__ for t in lowerer.needs)
+            return (f"target {target.name!r} ({fmt}) {lowerer.needs_why}: recipe "
+                    f"{recipe.name!r} is not accepted; it needs {wants}")
+    return None
+
+
+def recipes_for(target) -> list[str]:
+    """The named recipes `target` takes."""
+    return [name for name, configs in RECIPES.items()
+            if refusal(Recipe(name, configs), target) is None]
+
+
+def prepare(module, recipe: Recipe, target):
+    """-> the module every format of `target` lowers: `module` with the recipe's
+    module-level configs applied (to a copy). Raises AvedgeError, before any work, when the
+    recipe holds a config that neither a quantize_ handler nor every format the target
+    writes handles."""
+    reason = refusal(recipe, target)
+    if reason:
+        raise AvedgeError(f"{reason}; recipes for {target.name}: "
+                          f"{', '.join(recipes_for(target))}")
+    return apply_recipe(module, recipe)

@@ -67,3 +67,102 @@ def test_dynamic_int8_failure_is_a_clear_error_and_static_works(tmp_path, monkey
     monkeypatch.undo()
     art = get_target("cpu").export(TwoDLinear(), example, tmp_path / "static", recipe="int8-static")
     assert art.manifest["quantization"]["onnx"] == {"int8_compute_ops": 2, "float_compute_ops": 0}
+
+
+# ---------------------------------------------------------------- module-level recipes
+
+class Mlp3D(torch.nn.Module):
+    """Linear layers on (B, T, C) inputs with decaying spectra, as trained weights have."""
+
+    def __init__(self, d=64, hidden=256):
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.fc1, self.fc2 = torch.nn.Linear(d, hidden), torch.nn.Linear(hidden, d)
+        with torch.no_grad():
+            for lin in (self.fc1, self.fc2):
+                out_f, in_f = lin.weight.shape
+                r = min(out_f, in_f)
+                u = torch.linalg.qr(torch.randn(out_f, r, generator=g))[0]
+                v = torch.linalg.qr(torch.randn(in_f, r, generator=g))[0]
+                s = torch.exp(-torch.arange(r, dtype=torch.float32) / 8)
+                lin.weight.copy_(u @ torch.diag(s) @ v.T)
+                lin.bias.normal_(0, 0.01, generator=g)
+
+    def forward(self, x):  # (1, T, d)
+        return self.fc2(torch.relu(self.fc1(x)))
+
+
+@pytest.fixture(scope="module")
+def mlp():
+    return Mlp3D().eval(), (torch.randn(1, 16, 64, generator=torch.Generator().manual_seed(1)),)
+
+
+def test_a_config_no_format_of_the_target_takes_is_refused_before_lowering(
+        tmp_path, monkeypatch, mlp):
+    from dataclasses import dataclass
+
+    from avedge.quantize import recipes
+    from avedge.runtime.errors import AvedgeError
+    from avedge.targets import lowering
+
+    @dataclass(frozen=True)
+    class Int3Config:
+        pass
+
+    def never(job):
+        raise AssertionError("lowering ran")
+
+    for fmt in ("pte", "onnx"):
+        monkeypatch.setitem(lowering.FORMAT_LOWERERS, fmt,
+                            lowering.FormatLowerer(never, lowering.FORMAT_LOWERERS[fmt].accepts))
+    monkeypatch.setitem(recipes.RECIPES, "int3", (Int3Config(),))
+    with pytest.raises(AvedgeError, match=r"recipe 'int3' holds Int3Config, which target 'cpu' "
+                                          r"cannot apply: its 'pte' lowering takes "
+                                          r"Int8DynamicConfig, Int8StaticConfig.*recipes for cpu: "
+                                          r"fp32, int8, int8-static, int8-weight"):
+        get_target("cpu").export(*mlp, tmp_path / "a", recipe="int3")
+    # fp16 was silently meaningless for .pte before; now it is refused, naming the format.
+    with pytest.raises(AvedgeError, match=r"Fp16Config.*'pte' lowering takes"):
+        get_target("cpu").export(*mlp, tmp_path / "b", recipe="fp16")
+    with pytest.raises(AvedgeError, match=r"Int8DynamicConfig.*'gpu'.*'pt2' lowering takes "
+                                          r"Fp16Config"):
+        get_target("gpu").export(*mlp, tmp_path / "c", recipe="int8")
+    assert not any(tmp_path.iterdir())
+
+
+def test_low_rank_recipe_exports_for_cpu_and_records_its_parity(tmp_path, mlp):
+    model, example = mlp
+    art = get_target("cpu").export(model, example, tmp_path / "lr", recipe="lowrank-0.5")
+    m = art.manifest
+    assert m["recipe_configs"] == [{"type": "LowRankConfig", "rank_ratio": 0.5, "energy": None,
+                                    "layers": "all"}]
+    assert m["parameters"] < 0.8 * sum(p.numel() for p in model.parameters())
+    assert isinstance(model.fc1, torch.nn.Linear)  # the caller's module is not touched
+    for fmt in ("pte", "onnx"):  # parity is against the uncompressed module: it shows the cut
+        assert 1e-4 < m["parity"][fmt]["rel_err"] < 0.05, m["parity"]
+
+
+def test_weight_only_int8_lowers_correctly_to_pte_onnx_and_pt2(tmp_path, mlp):
+    model, example = mlp
+    fp32 = get_target("cpu").export(model, example, tmp_path / "fp32")
+    art = get_target("cpu").export(model, example, tmp_path / "w8", recipe="int8-weight")
+    m = art.manifest
+    for fmt in ("pte", "onnx"):
+        assert 0 < m["parity"][fmt]["rel_err"] < 0.02, m["parity"]
+    assert m["quantization"]["pte"] == {"int8_compute_ops": 2, "float_compute_ops": 0}
+    assert m["files"]["model.pte"]["bytes"] < 0.4 * fp32.manifest["files"]["model.pte"]["bytes"]
+    gpu = get_target("gpu").export(model, example, tmp_path / "gpu", recipe="int8-weight")
+    assert gpu.manifest["parity"]["pt2"]["rel_err"] < 0.02
+
+
+def test_a_compressed_artifact_worse_than_its_output_scale_is_refused(tmp_path, monkeypatch,
+                                                                      mlp):
+    from avedge.runtime.errors import AvedgeError
+    from avedge.targets import lower_executorch
+
+    # Unflattened torchao subclasses through XNNPACK: what gave ~1e6 relative error.
+    monkeypatch.setattr(lower_executorch, "plain_weights", lambda module: module)
+    with pytest.raises(AvedgeError, match=r"'int8-weight': the pte artifact is broken, not "
+                                          r"just imprecise: relative error"):
+        get_target("cpu").export(*mlp, tmp_path / "bad", recipe="int8-weight")
+    assert not (tmp_path / "bad").exists()
