@@ -11,9 +11,9 @@ from __future__ import annotations
 import functools
 
 import numpy as np
+from avedge.runtime.audio_io import SAMPLE_RATE
 from scipy.signal import fftconvolve, istft, resample, resample_poly, stft
 
-SAMPLE_RATE = 16000
 SPEEDS = {0.9: (10, 9), 0.95: (20, 19), 1.0: (1, 1), 1.05: (20, 21), 1.1: (10, 11)}  # up/down
 N_RIRS = 32
 EARLY_MS = 50  # the target keeps the direct path plus early reflections
@@ -82,6 +82,11 @@ def colored_noise(n: int, kind: str, rng: np.random.Generator) -> np.ndarray:
 @functools.lru_cache(maxsize=4)
 def rir_bank(seed: int) -> tuple[np.ndarray, ...]:
     """N_RIRS room impulse responses (rooms 3-9 m, RT60 0.15-0.7 s), deterministic."""
+    from avedge.models.corpus.packed import packed_rirs
+
+    packed = packed_rirs(seed)  # computed elsewhere (a GPU machine has no pyroomacoustics)
+    if packed is not None:
+        return packed
     import pyroomacoustics as pra
 
     rng = np.random.default_rng([seed, 7041])
