@@ -15,9 +15,12 @@ from avedge.runtime.errors import UnknownNameError
 
 
 class Pipeline:
-    def __init__(self, path: Path, manifest: dict, sessions: dict):
+    """`spec` is the typed manifest (runtime/manifest.PipelineManifest), `manifest` its JSON."""
+
+    def __init__(self, path: Path, spec, sessions: dict):
         self.path = Path(path)
-        self.manifest = manifest
+        self.spec = spec
+        self.manifest = spec.to_json()
         self.sessions = sessions
 
     @property

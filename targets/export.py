@@ -8,13 +8,9 @@ and never clobbers a previous artifact.
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import importlib.metadata
-import os
 import platform
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,12 +18,14 @@ import numpy as np
 import torch
 from avedge.quantize import get_recipe
 from avedge.runtime.errors import AvedgeError
+from avedge.runtime.fsutil import staged_dir
 from avedge.runtime.loader import INIT_STATE_FILE, load
 from avedge.runtime.manifest import (
-    FORMAT_VERSION,
     MANIFEST_NAME,
+    ModelManifest,
+    PipelineManifest,
     file_record,
-    write_json_atomic,
+    write_manifest,
 )
 from avedge.targets.lowering import FORMAT_LOWERERS, LoweringJob, prepare
 from avedge.targets.registry import get_target
@@ -83,41 +81,39 @@ def export(target, module, example_inputs, out_dir, recipe: str | None = None, *
         if sig.init_state:
             np.savez(tmp / INIT_STATE_FILE, **sig.init_state)
             files[INIT_STATE_FILE] = file_record(tmp / INIT_STATE_FILE, "npz")
-        manifest = {
-            "format_version": FORMAT_VERSION,
-            "kind": "model",
-            "family": family or getattr(module, "family", type(module).__name__),
-            "target": target.name,
-            "backends": list(target.backends),
-            "precision": target.precision,
-            "threads": target.threads,
-            "recipe": recipe_obj.name,
-            "recipe_source": recipe_source,
-            "recipe_configs": recipe_obj.to_json()["configs"],
-            "custom_ops": custom_ops,
-            "quantization": quantization,  # per file: compute ops in int8 vs float
-            "files": files,
-            "inputs": sig.inputs,
-            "outputs": sig.outputs,
-            "stream": sig.stream,
-            "token_rates": getattr(module, "token_rates", None),
-            "parameters": sum(p.numel() for p in module.parameters()),
-            "budgets": budget_report(target, files, extra_keys.get("npu_estimate"),
-                                     extra_keys.get("memory_plan")),
-            "versions": versions(),
-            "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-            "metric": metric,
-            "extra": extra or {},
+        # The keys are runtime/manifest.ModelManifest's fields, checked as a reader will.
+        spec = ModelManifest.new(
+            family=family or getattr(module, "family", type(module).__name__),
+            target=target.name,
+            backends=list(target.backends),
+            precision=target.precision,
+            threads=target.threads,
+            recipe=recipe_obj.name,
+            recipe_source=recipe_source,
+            recipe_configs=recipe_obj.to_json()["configs"],
+            custom_ops=custom_ops,
+            quantization=quantization,  # per file: compute ops in int8 vs float
+            files=files,
+            inputs=sig.inputs,
+            outputs=sig.outputs,
+            stream=sig.stream,
+            token_rates=getattr(module, "token_rates", None),
+            parameters=sum(p.numel() for p in module.parameters()),
+            budgets=budget_report(target, files, extra_keys.get("npu_estimate"),
+                                  extra_keys.get("memory_plan")),
+            versions=versions(),
+            created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            metric=metric,
+            extra=extra or {},
             **extra_keys,
-        }
-        write_json_atomic(tmp / MANIFEST_NAME, manifest)
-        manifest["parity"] = measure_parity(tmp, manifest, example_inputs, sig.example_outputs)
-        write_json_atomic(tmp / MANIFEST_NAME, manifest)
+        )
+        manifest = write_manifest(tmp, spec)
+        parity = measure_parity(tmp, manifest, example_inputs, sig.example_outputs)
+        manifest = write_manifest(tmp, ModelManifest.new(**{**manifest, "parity": parity}))
         check_parity(manifest)
         check_budgets(manifest, allow_over_budget)
         if measure is not None:  # on the finished files, before they are renamed into place
-            manifest["metric"] = measure(tmp)
-            write_json_atomic(tmp / MANIFEST_NAME, manifest)
+            manifest = write_manifest(tmp, type(spec).new(**{**manifest, "metric": measure(tmp)}))
     return Artifact(Path(out_dir), manifest)
 
 
@@ -167,24 +163,21 @@ def export_components(target, decided: list, out_dir, *, family: str | None = No
             files[f"{comp.name}/{MANIFEST_NAME}"] = file_record(tmp / comp.name / MANIFEST_NAME,
                                                                 "manifest")
         used = {p["recipe"] for p in parts.values()}
-        manifest = {
-            "format_version": FORMAT_VERSION,
-            "kind": "pipeline",
-            "family": family,
-            "target": target.name,
-            "backends": list(target.backends),
-            "recipe": used.pop() if len(used) == 1 else "per-component",
-            "components": parts,
-            "files": files,
-            "versions": versions(),
-            "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-            "metric": metric,
-            "extra": extra or {},
-        }
-        write_json_atomic(tmp / MANIFEST_NAME, manifest)
+        spec = PipelineManifest.new(
+            family=family,
+            target=target.name,
+            backends=list(target.backends),
+            recipe=used.pop() if len(used) == 1 else "per-component",
+            components=parts,
+            files=files,
+            versions=versions(),
+            created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            metric=metric,
+            extra=extra or {},
+        )
+        manifest = write_manifest(tmp, spec)
         if measure is not None:  # on the finished files, before they are renamed into place
-            manifest["metric"] = measure(tmp)
-            write_json_atomic(tmp / MANIFEST_NAME, manifest)
+            manifest = write_manifest(tmp, type(spec).new(**{**manifest, "metric": measure(tmp)}))
     return Artifact(Path(out_dir), manifest)
 
 
@@ -297,27 +290,3 @@ def versions() -> dict:
         except importlib.metadata.PackageNotFoundError:
             out[pkg] = None
     return out
-
-
-@contextlib.contextmanager
-def staged_dir(out_dir):
-    """Yield a hidden sibling directory; on success it replaces `out_dir` in one rename."""
-    out = Path(out_dir)
-    if out.exists() and not (out.is_dir() and ((out / MANIFEST_NAME).exists()
-                                               or not any(out.iterdir()))):
-        raise AvedgeError(f"{out} exists and is not an avedge artifact; choose another --out "
-                          f"or remove it")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
-        yield tmp
-        if out.exists():
-            old = out.with_name(f".{out.name}.old-{os.getpid()}")
-            os.rename(out, old)
-            os.rename(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise

@@ -7,6 +7,13 @@ The contract (see models/registry.py): optional attributes on the module —
 A module without them is still described: names come from forward's parameters, and
 if the trailing outputs mirror trailing inputs in shape and dtype, those are state.
 
+Time axes (manifest `time_axis` on every input and output): a stream advances along the
+chunk input's and the streamed output's time axis, by default their last axis. A module
+whose tensors keep time elsewhere declares `time_axes = {name: axis}` for those inputs or
+outputs (negative axes count from the end), e.g. poses (B, T, 12) in and out:
+`time_axes = {"poses": 1, "output": 1}`; `chunk_samples` is then the size of that axis.
+Tensors a stream does not split (state, conditions) get no time axis unless declared.
+
 A module may also declare `ring_states`: [{"input", "output", "taps": [[row, lag]...]}]
 for history kept as a ring buffer by the caller (runtime/ring_state.py): each call
 outputs `frames` (B, N, ...) and takes `taps` (B, K, ...), tap k being row `row` of
@@ -26,15 +33,36 @@ from avedge.runtime.errors import AvedgeError
 
 @dataclass
 class Signature:
-    inputs: list[dict]  # [{name, shape, dtype}]
+    inputs: list[dict]  # [{name, shape, dtype, time_axis}]
     outputs: list[dict]
     stream: dict | None  # the manifest's stream section
     init_state: dict[str, np.ndarray]  # state input name -> initial value
     example_outputs: list[torch.Tensor]
 
 
-def _spec(name: str, t: torch.Tensor) -> dict:
-    return {"name": name, "shape": list(t.shape), "dtype": str(t.detach().numpy().dtype)}
+def _spec(name: str, t: torch.Tensor, time_axis: int | None = None) -> dict:
+    return {"name": name, "shape": list(t.shape), "dtype": str(t.detach().numpy().dtype),
+            "time_axis": time_axis}
+
+
+def _time_axes(module, in_names, out_names, example_inputs, outputs, streamed) -> dict:
+    """{tensor name: axis >= 0}: the module's `time_axes`, and the last axis for the
+    streamed input and output it does not declare."""
+    declared = dict(getattr(module, "time_axes", None) or {})
+    ranks = {**{n: t.dim() for n, t in zip(in_names, example_inputs)},
+             **{n: t.dim() for n, t in zip(out_names, outputs)}}
+    unknown = sorted(set(declared) - set(ranks))
+    if unknown:
+        raise AvedgeError(f"module.time_axes names {unknown}, which are not inputs or outputs; "
+                          f"accepted: {', '.join(ranks)}")
+    axes = {}
+    for name in (*declared, *(n for n in streamed if n not in declared)):
+        axis, rank = declared.get(name, -1), ranks[name]
+        if not isinstance(axis, int) or not -rank <= axis < rank:
+            raise AvedgeError(f"module.time_axes[{name!r}] = {axis!r} is not an axis of its "
+                              f"{rank}-D tensor; accepted: an int from {-rank} to {rank - 1}")
+        axes[name] = axis % rank
+    return axes
 
 
 def _input_names(module, n: int) -> list[str]:
@@ -77,19 +105,22 @@ def describe(module: torch.nn.Module, example_inputs: tuple) -> Signature:
     if len(out_names) != len(outputs):
         raise AvedgeError(f"module.output_names has {len(out_names)} names for "
                           f"{len(outputs)} outputs")
-    inputs = [_spec(n, t) for n, t in zip(in_names, example_inputs)]
-    outs = [_spec(n, t) for n, t in zip(out_names, outputs)]
-    if not n_state and not hasattr(module, "chunk_samples"):
+    streaming = bool(n_state) or hasattr(module, "chunk_samples")
+    axes = _time_axes(module, in_names, out_names, example_inputs, outputs,
+                      [in_names[0], out_names[0]] if streaming else [])
+    inputs = [_spec(n, t, axes.get(n)) for n, t in zip(in_names, example_inputs)]
+    outs = [_spec(n, t, axes.get(n)) for n, t in zip(out_names, outputs)]
+    if not streaming:
         return Signature(inputs, outs, None, {}, outputs)
     _check_rings(rings, in_names, out_names, example_inputs, outputs)
     state_in = in_names[len(in_names) - n_state:len(in_names) - n_ring] if n_state else []
     ring_in = [r["input"] for r in rings]
     init = _initial_state(module, example_inputs[len(example_inputs) - n_state:])
+    chunk_len = example_inputs[0].shape[axes[in_names[0]]]
     stream = {
         "input": in_names[0],
         "output": out_names[0],
-        "time_axis": -1,
-        "chunk_samples": int(getattr(module, "chunk_samples", example_inputs[0].shape[-1])),
+        "chunk_samples": int(getattr(module, "chunk_samples", chunk_len)),
         "lookahead_samples": int(getattr(module, "lookahead_samples", 0)),
         "sample_rate": getattr(module, "sample_rate", None),
         "state": [{"input": i, "output": o} for i, o in zip(state_in, out_names[1:])],
@@ -97,10 +128,10 @@ def describe(module: torch.nn.Module, example_inputs: tuple) -> Signature:
     }
     if rings:
         stream["rings"] = rings
-    if stream["chunk_samples"] != example_inputs[0].shape[-1]:
+    if stream["chunk_samples"] != chunk_len:
         raise AvedgeError(f"chunk_samples={stream['chunk_samples']} but the example chunk "
-                          f"{in_names[0]!r} has {example_inputs[0].shape[-1]} samples on its "
-                          f"last axis")
+                          f"{in_names[0]!r} has {chunk_len} samples on its time axis "
+                          f"{axes[in_names[0]]} (declare another with module.time_axes)")
     return Signature(inputs, outs, stream, dict(zip(state_in + ring_in, init)), outputs)
 
 

@@ -22,29 +22,28 @@ def run(args) -> int:
     from avedge.runtime import load
     from avedge.runtime.bench import bench_session
     from avedge.runtime.errors import AvedgeError
+    from avedge.runtime.manifest import open_manifest
 
     if args.runs < 1:
         raise AvedgeError(f"--runs must be at least 1, got {args.runs}")
-    if (estimate := _estimate_instead(args)) is not None:
+    manifest = open_manifest(args.artifact)  # validated before anything else is read
+    if (estimate := _estimate_instead(args, manifest)) is not None:
         return estimate
-    on_device = _device_only_components(args)
+    on_device = _device_only_components(args, manifest)
     if on_device:  # a pipeline split between a host and an NPU: time what runs here
-        from avedge.runtime.manifest import read_manifest, verify_all
-
-        manifest = read_manifest(args.artifact)
-        verify_all(args.artifact, manifest)
-        sessions = {name: load(Path(args.artifact) / c["dir"], backend=args.backend,
-                               threads=args.threads)
-                    for name, c in manifest["components"].items() if name not in on_device}
+        sessions = {name: load(Path(args.artifact) / manifest.components[name].dir,
+                               backend=args.backend, threads=args.threads)
+                    for name in manifest.components if name not in on_device}
     else:
         loaded = load(args.artifact, backend=args.backend, threads=args.threads)
         sessions = getattr(loaded, "sessions", None) or {"": loaded}
+    quiet_native_logs()  # again: a backend that imported torch reset its loggers
     results = [_estimate_row(name, m) for name, m in on_device.items()]
     for name, sess in sessions.items():
         r = bench_session(sess, runs=args.runs, warmup=args.warmup)
-        budget = (sess.manifest.get("budgets") or {}).get("chunk_latency_ms")
+        budget = sess.spec.budgets.get("chunk_latency_ms")
         # The per-chunk budget binds graphs run per chunk, not run-once ones (an encoder).
-        if budget is not None and sess.manifest.get("stream"):
+        if budget is not None and sess.spec.stream:
             r["budget_ms"] = budget
             r["within_budget"] = r["median_ms"] <= budget
         results.append({"component": name, **r} if name else r)
@@ -68,21 +67,19 @@ def run(args) -> int:
     return 0
 
 
-def _device_only_components(args) -> dict:
+def _device_only_components(args, m) -> dict:
     """{name: manifest} of a pipeline's components that only a device can run (an
     Ethos-U NPU graph); empty for a single graph or when --backend is given."""
     from avedge.runtime.backends import backend_class
-    from avedge.runtime.manifest import read_manifest
+    from avedge.runtime.loader import component_manifests
+    from avedge.runtime.manifest import PipelineManifest
 
-    m = read_manifest(args.artifact)
-    if m.get("kind") != "pipeline" or args.backend:
+    if not isinstance(m, PipelineManifest) or args.backend:
         return {}
     out = {}
-    for name, comp in m["components"].items():
-        cm = read_manifest(Path(args.artifact) / comp["dir"])
-        names = cm.get("backends", [])
-        if names and cm.get("npu_estimate") and all(
-                backend_class(n).unavailable_reason() for n in names):
+    for name, cm in component_manifests(Path(args.artifact), m).items():
+        if cm.backends and cm.npu_estimate and all(
+                backend_class(n).unavailable_reason() for n in cm.backends):
             out[name] = cm
     return out
 
@@ -90,39 +87,38 @@ def _device_only_components(args) -> dict:
 def _estimate_row(name: str, m: dict) -> dict:
     from avedge.runtime.backends import backend_class
 
-    backend = m["backends"][0]
+    backend = m.backends[0]
     # In a pipeline the per-chunk budget binds only the streaming component.
     return {"component": name, **_estimate_fields(
-        m, backend, backend_class(backend).unavailable_reason(), bool(m.get("stream")))}
+        m, backend, backend_class(backend).unavailable_reason(), m.stream is not None)}
 
 
 def _estimate_fields(m: dict, backend: str, why: str, budget_applies: bool = True) -> dict:
     """The manifest's NPU estimate as a bench result, labelled as not measured."""
-    est = m["npu_estimate"]
+    est = m.npu_estimate
     row = {"backend": backend, "estimate_ms": est["inference_ms_at_clock"],
            "cycles": est["cycles_per_inference"], "clock_mhz": est["clock_mhz"],
            "source": est["source"], "measured": False, "why_not_measured": why}
-    budget = (m.get("budgets") or {}).get("chunk_latency_ms")
+    budget = m.budgets.get("chunk_latency_ms")
     if budget is not None and budget_applies:
         row.update(budget_ms=budget, within_budget=est["inference_ms_at_clock"] <= budget)
     return row
 
 
-def _estimate_instead(args) -> int | None:
+def _estimate_instead(args, m) -> int | None:
     """An artifact only a device can run (Ethos-U NPU): print the export-time estimate,
     labelled as such, instead of failing. None when the host can time it itself."""
     from avedge.runtime.backends import backend_class
     from avedge.runtime.errors import BackendUnavailableError
-    from avedge.runtime.manifest import read_manifest
+    from avedge.runtime.manifest import ModelManifest
 
-    m = read_manifest(args.artifact)
-    names = [args.backend] if args.backend else m.get("backends", [])
+    names = [args.backend] if args.backend else m.backends
     reasons = [backend_class(n).unavailable_reason() for n in names]
-    if m.get("kind", "model") != "model" or not names or not all(reasons):
+    if not isinstance(m, ModelManifest) or not names or not all(reasons):
         return None
-    est = m.get("npu_estimate")
+    est = m.npu_estimate
     if est is None:
-        note = (m.get("cortex_m") or {}).get("note", "the manifest records no estimate")
+        note = (m.cortex_m or {}).get("note", "the manifest records no estimate")
         raise BackendUnavailableError(f"cannot time {args.artifact} here ({reasons[0]}); {note}")
     from avedge.targets.arm.vela import format_estimate
 

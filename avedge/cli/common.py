@@ -21,13 +21,12 @@ def print_table(rows: list[dict], columns: list[str]) -> None:
 
 
 def quiet_native_logs() -> None:
-    """Silence Python-side warnings from the ML stack that are not about the user's input."""
+    """Silence Python-side warnings and logs from the ML stack that are not about the
+    user's input. Never imports torch (an ONNX-only device has none): torch resets its
+    loggers' levels when it is imported, so call this again once a backend has loaded."""
     import logging
     import warnings
 
     warnings.filterwarnings("ignore")
-    # torch configures its loggers on import: import it first so these levels stick.
-    import torch  # noqa: F401
-
     for name in ("torch", "torch.utils._pytree", "torchao", "root", "onnxruntime"):
         logging.getLogger(name).setLevel(logging.ERROR)

@@ -44,16 +44,20 @@ def register(sub):
 
 
 def default_artifact(target: str = "cpu", weights: str | None = None) -> Path:
-    """The shipped (or given) weights exported for `target`, cached by weights hash."""
+    """The shipped (or given) weights exported for `target`, cached by weights hash and
+    manifest format (an older avedge's cached export is made again, not refused). The
+    model code is imported here only: with --artifact the CLI never imports it."""
     from avedge.models.speech_extractor import model as se
     from avedge.runtime.errors import AvedgeError
+    from avedge.runtime.manifest import FORMAT_VERSION
 
     w = Path(weights) if weights else se.WEIGHTS_FILE
     if not w.is_file():
         raise AvedgeError(f"no speech-extractor weights at {w}; train them "
                           f"(`avedge train speech-extractor`) or pass --artifact DIR")
     digest = hashlib.sha256(w.read_bytes()).hexdigest()[:12]
-    out = Path.home() / ".cache" / "avedge" / "artifacts" / f"{FAMILY}-{target}-{digest}"
+    cache = Path.home() / ".cache" / "avedge" / "artifacts"
+    out = cache / f"{FAMILY}-{target}-v{FORMAT_VERSION}-{digest}"
     if not (out / "manifest.json").exists():
         print(f"exporting {w.name} for target {target} once (cached at {out})", file=sys.stderr)
         export_family(target, out, str(w))
@@ -89,6 +93,7 @@ def run(args) -> int:
     warn_clipping(mix, "the input")
     artifact = args.artifact or default_artifact("cpu")
     ex = Extraction.from_artifact(artifact, backend=args.backend, threads=args.threads)
+    quiet_native_logs()  # again: a backend that imported torch reset its loggers
     emb = ex.enroll(enroll.samples)
     res = ex.process(mix.samples, emb)
     write_audio(out_path, res.samples, ex.sample_rate, rate=mix.source_rate,

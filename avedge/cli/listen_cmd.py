@@ -81,6 +81,7 @@ def run(args) -> int:
     enroll = read_audio(args.enroll, what="enrollment")
     warn_clipping(enroll, "the enrollment")
     ex = Extraction.from_artifact(args.artifact or default_artifact("cpu"))
+    quiet_native_logs()  # again: a backend that imported torch reset its loggers
     proc = DuplexProcessor(ex, ex.enroll(enroll.samples), args.block)
     source = read_audio(args.from_file, what="--from-file input").samples \
         if args.from_file else None

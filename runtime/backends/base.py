@@ -17,8 +17,9 @@ class Backend(ABC):
         """None if this backend can run here, else why not (missing package, no GPU)."""
 
     @abstractmethod
-    def __init__(self, model_bytes: bytes, manifest: dict, threads: int | None):
-        """Load the verified model bytes into the native runtime."""
+    def __init__(self, model_bytes: bytes, manifest, threads: int | None):
+        """Load the verified model bytes into the native runtime; `manifest` is the
+        validated ModelManifest (runtime/manifest.py)."""
 
     @abstractmethod
     def run(self, inputs: list[np.ndarray]) -> list[np.ndarray]:

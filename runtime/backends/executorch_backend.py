@@ -36,8 +36,8 @@ class ExecutorchBackend(Backend):
         from executorch.runtime import Runtime
 
         self._torch = torch
-        if manifest.get("custom_ops"):
-            _load_custom_op_kernels(manifest["custom_ops"])
+        if manifest.custom_ops:
+            _load_custom_op_kernels(manifest.custom_ops)
         if threads:
             from executorch.extension.pybindings import portable_lib
 

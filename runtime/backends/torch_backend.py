@@ -27,8 +27,8 @@ class TorchCpuBackend(Backend):
         self._torch = torch
         if threads:
             torch.set_num_threads(int(threads))
-        if manifest.get("custom_ops"):
-            self._register_custom_ops(manifest["custom_ops"])
+        if manifest.custom_ops:
+            self._register_custom_ops(manifest.custom_ops)
         try:
             program = torch.export.load(io.BytesIO(model_bytes))
         except Exception as exc:  # torch raises several types for a bad archive

@@ -71,24 +71,25 @@ class ExtractionResult:
 
 
 class Extraction:
-    """Speaker encoder + streaming extractor. Takes any Session-like objects: `.run(**x)`
-    for the encoder and `.stream(conditions=...)` for the extractor."""
+    """Speaker encoder + streaming extractor. Takes any Session-like objects: `.spec` (the
+    typed manifest) and `.run(**x)` for the encoder, `.spec` and `.stream(conditions=...)`
+    for the extractor."""
 
     def __init__(self, speaker_encoder, extractor):
         self.encoder, self.extractor = speaker_encoder, extractor
-        enc_in = speaker_encoder.inputs[0]
-        self.enroll_input = enc_in["name"]
-        self.enroll_samples = int(enc_in["shape"][-1])
-        self.embedding_output = speaker_encoder.outputs[0]["name"]
-        stream = extractor.manifest.get("stream") or {}
-        conds = stream.get("conditions", [])
-        if len(conds) != 1:
-            raise ArtifactError(f"the extractor must take one condition (the speaker "
-                                f"embedding); its manifest lists {conds}")
+        enc_in = speaker_encoder.spec.inputs[0]
+        self.enroll_input = enc_in.name
+        self.enroll_samples = int(enc_in.shape[-1])
+        self.embedding_output = speaker_encoder.spec.outputs[0].name
+        stream = extractor.spec.stream
+        conds = stream.conditions if stream else []
+        if stream is None or len(conds) != 1:
+            raise ArtifactError(f"the extractor must stream and take one condition (the "
+                                f"speaker embedding); its manifest lists {conds}")
         self.condition = conds[0]
-        self.sample_rate = int(stream.get("sample_rate") or SAMPLE_RATE)
-        self.chunk = int(stream["chunk_samples"])
-        self.lookahead = int(stream.get("lookahead_samples", 0))
+        self.sample_rate = int(stream.sample_rate or SAMPLE_RATE)
+        self.chunk = stream.chunk_samples
+        self.lookahead = stream.lookahead_samples
 
     @classmethod
     def from_artifact(cls, path, backend: str | None = None, threads: int | None = None):

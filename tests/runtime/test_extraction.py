@@ -33,16 +33,11 @@ def speechy(seconds, f0=150.0, seed=0):
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    """A tiny random extractor exported for `cpu` (.pte + .onnx) as a composite artifact."""
-    from avedge.targets import export_pipeline
-
-    torch.manual_seed(0)
-    model = se.Extractor(TINY).eval()
-    torch.nn.init.normal_(model.film.weight, std=0.5)
-    out = tmp_path_factory.mktemp("art") / "se-cpu"
-    export_pipeline("cpu", se.components(model), out, family=se.NAME,
-                    recipes={"speaker_encoder": "fp32"})
+def tiny(tiny_extractor):
+    """A tiny random extractor exported for `cpu` (.pte + .onnx) as a composite artifact
+    (tests/runtime/conftest.py: the same TINY dims, shared with the layering tests)."""
+    model, out = tiny_extractor
+    assert model.dims == TINY
     return model, out
 
 
