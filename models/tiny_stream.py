@@ -16,10 +16,10 @@ from dataclasses import dataclass
 
 import torch
 from avedge.models.registry import Family
+from avedge.runtime.audio_io import SAMPLE_RATE
 from torch import nn
 
 NAME = "tiny-stream"
-SAMPLE_RATE = 16000
 CHUNK = 128  # 8 ms at 16 kHz
 LOOKAHEAD = 32  # 2 ms
 

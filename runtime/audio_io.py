@@ -25,6 +25,8 @@ from pathlib import Path
 import numpy as np
 from avedge.runtime.errors import InputError
 
+# The rate every avedge audio model runs at: the one definition (models import it).
+SAMPLE_RATE = 16000
 CLIP_LEVEL = 0.999  # |x| at or above this counts as clipped
 FILTER_HALF_TAPS = 16  # zero crossings of the sinc kept on each side
 KAISER_BETA = 8.0
@@ -45,7 +47,7 @@ class AudioClip:
         return len(self.samples) / self.sample_rate
 
 
-def read_audio(path, sample_rate: int | None = 16000, what: str = "input") -> AudioClip:
+def read_audio(path, sample_rate: int | None = SAMPLE_RATE, what: str = "input") -> AudioClip:
     """Read a sound file as mono float32, resampled to `sample_rate` (None: keep its rate)."""
     import soundfile as sf
 

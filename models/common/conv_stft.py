@@ -25,7 +25,6 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-SAMPLE_RATE = 16000
 HOP = 128  # 8 ms: one chunk
 LOOKAHEAD = 64  # 4 ms
 WIN = HOP + LOOKAHEAD  # 192 = 12 ms frame

@@ -23,9 +23,9 @@ import numpy as np
 from avedge.models.corpus import augment as A
 from avedge.models.corpus.voicebank import BankUtt, VoiceBank, open_bank
 from avedge.models.corpus.voices import SPLITS
+from avedge.runtime.audio_io import SAMPLE_RATE
 from avedge.runtime.errors import AvedgeError
 
-SAMPLE_RATE = 16000
 P_SPEED, P_PITCH, P_EQ, P_REVERB = 0.5, 0.25, 0.5, 0.5
 # Training enrollments: this share is clean, as much again at 20-40 dB SNR, the rest at
 # the noisy 5-20 dB. Measured: a model that had only seen 5-20 dB enrollments

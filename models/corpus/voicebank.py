@@ -28,9 +28,9 @@ import numpy as np
 from avedge.models.corpus import GENERATOR_VERSION, text
 from avedge.models.corpus.phonemes import Utterance
 from avedge.models.corpus.voices import SYNTHS, Voice, catalogue, split_of
+from avedge.runtime.audio_io import SAMPLE_RATE
 from avedge.runtime.errors import AvedgeError
 
-SAMPLE_RATE = 16000
 DEFAULT_N_PER_VOICE = {"piper": 200, "kokoro": 8, "espeak": 4}
 GRID_FRACTION = 0.5  # half GRID commands (lip reading), half free sentences (extraction)
 

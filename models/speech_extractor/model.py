@@ -37,7 +37,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from avedge.models.common.conv_stft import HOP, LOOKAHEAD, N_BINS, SAMPLE_RATE, ConvSTFT
+from avedge.models.common.conv_stft import HOP, LOOKAHEAD, N_BINS, ConvSTFT
 from avedge.models.common.metrics import si_sdr
 from avedge.models.speech_extractor.speaker_encoder import (
     ENROLL_SAMPLES,
@@ -46,6 +46,7 @@ from avedge.models.speech_extractor.speaker_encoder import (
     SpeakerEncoder,
     fit_enrollment,
 )
+from avedge.runtime.audio_io import SAMPLE_RATE
 from torch import nn
 
 NAME = "speech-extractor"

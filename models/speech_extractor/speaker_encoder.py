@@ -16,10 +16,10 @@ from dataclasses import dataclass
 
 import torch
 from avedge.models.common.conv_stft import N_BINS, ConvSTFT
+from avedge.runtime.audio_io import SAMPLE_RATE
 from torch import nn
 from torch.nn import functional as F
 
-SAMPLE_RATE = 16000
 ENROLL_SECONDS = 5.0
 ENROLL_SAMPLES = int(SAMPLE_RATE * ENROLL_SECONDS)  # 80000 = 625 frames of 8 ms
 MIN_ENROLL_SAMPLES = SAMPLE_RATE  # 1 s: shorter enrollments are refused

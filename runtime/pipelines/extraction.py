@@ -27,9 +27,9 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+from avedge.runtime.audio_io import SAMPLE_RATE
 from avedge.runtime.errors import ArtifactError, InputError
 
-SAMPLE_RATE = 16000
 ENROLL_SECONDS = 5.0
 MIN_ENROLL_SECONDS = 1.0
 SILENCE_RMS = 10 ** (-70 / 20)  # below -70 dBFS RMS an enrollment counts as silent
