@@ -23,7 +23,8 @@ from avedge.models.registry import Component, Family, ResolvedModel, TargetFacts
 from avedge.runtime import load
 from avedge.runtime.errors import AvedgeError
 
-__all__ = ["choose_recipe", "export", "load", "target_facts"]
+__all__ = ["Plan", "choose_recipe", "export", "load", "plan", "resolve_weights",
+           "target_facts"]
 
 
 def target_facts(target) -> TargetFacts:
@@ -55,78 +56,145 @@ def resolve_weights(spec: Family | None, target, weights: str | None) -> str | N
     return None
 
 
-def export(model, target: str, out: str | Path, recipe: str | None = None,
-           weights: str | None = None, *, example_inputs=None, family: str | None = None,
-           npu_precision: str | None = None, allow_over_budget: bool = False):
-    """Lower `model` for `target` into `out` (written atomically) -> Artifact.
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """What an export will write, decided and not yet lowered (`plan()`).
 
-    `model`: a registered family name, `package.module:factory`, or an nn.Module (then
-    `example_inputs` is required; with `family` it goes through that family's export
-    plan, e.g. a compressed or differently sized member of the family). `recipe`
-    overrides every graph's recipe except where a component must run elsewhere;
-    `weights` a family's shipped weights.
+    `components`: [(Component, recipe_source)], each with its recipe and target decided.
+    `composite`: several graphs in one artifact (a family's export plan); else the one
+    component is written as a plain model artifact. `weights`: the weights file the
+    module was built from and who chose it ("user"; "family": the family's choice for
+    this target; "default": build()'s own), None for a module passed in.
     """
+
+    family: str
+    target: object  # avedge.targets.Target (its precision overridden by --npu-precision)
+    components: list
+    composite: bool
+    weights: str | None = None
+    weights_source: str | None = None
+    spec: Family | None = None
+
+    def describe(self) -> dict:
+        """The plan as data (what `avedge targets --family` prints)."""
+        return {"family": self.family, "target": self.target.name,
+                "kind": "pipeline" if self.composite else "model",
+                "weights": Path(self.weights).name if self.weights else None,
+                "weights_source": self.weights_source,
+                "metric": self.spec.metric if self.spec else None,
+                "components": [{"name": c.name, "recipe": c.recipe, "recipe_source": src,
+                                "target": c.target} for c, src in self.components]}
+
+
+def plan(model, target: str, recipe: str | None = None, weights: str | None = None, *,
+         example_inputs=None, family: str | None = None,
+         npu_precision: str | None = None) -> Plan:
+    """Decide what `export` would write for `model` on `target`: the module (built with
+    the chosen weights), its graphs, each graph's recipe (user > family > target) and
+    target. Nothing is lowered. Arguments as for `export`."""
     from avedge.quantize import get_recipe
     from avedge.targets import get_target
-    from avedge.targets.export import export, export_components
 
     target = get_target(target)  # fail fast on names, before the slow model build
     if npu_precision is not None:
         target = _with_npu_precision(target, npu_precision)
     if recipe is not None:
         get_recipe(recipe)
-    resolved = _resolve(model, target, weights, example_inputs, family)
-    spec = resolved.spec
-    facts = target_facts(target)
+    import torch
+
+    # Example inputs (parity is measured on them, static int8 may calibrate on them) and
+    # untrained weights are drawn at a fixed seed: the same call writes the same artifact,
+    # from Python or the CLI. The caller's random state is left as it was.
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        resolved = _resolve(model, target, weights, example_inputs, family)
+        spec = resolved.spec
+        graphs = (spec.export_plan(resolved.module, target_facts(target))
+                  if spec is not None and spec.export_plan is not None else None)
+    if graphs is not None:
+        return Plan(resolved.family, target, _decide(graphs, recipe, target), True,
+                    resolved.weights, resolved.weights_source, spec)
+    name, source = choose_recipe(recipe, None, target)
+    one = Component(resolved.family, resolved.module, resolved.example_inputs, name,
+                    target.name)
+    return Plan(resolved.family, target, [(one, source)], False, resolved.weights,
+                resolved.weights_source, spec)
+
+
+def export(model, target: str, out: str | Path, recipe: str | None = None,
+           weights: str | None = None, *, example_inputs=None, family: str | None = None,
+           npu_precision: str | None = None, allow_over_budget: bool = False,
+           measure: bool = True):
+    """Lower `model` for `target` into `out` (written atomically) -> Artifact.
+
+    `model`: a registered family name, `package.module:factory`, or an nn.Module (then
+    `example_inputs` is required; with `family` it goes through that family's export
+    plan, e.g. a compressed or differently sized member of the family). `recipe`
+    overrides every graph's recipe except where a component must run elsewhere;
+    `weights` a family's shipped weights. `measure`: record the family's metric (its
+    `measure` on the written files; null for families without one).
+    """
+    from avedge.targets.export import export as export_one
+    from avedge.targets.export import export_components
+
+    p = plan(model, target, recipe, weights, example_inputs=example_inputs, family=family,
+             npu_precision=npu_precision)
+    spec = p.spec
     extra = dict(spec.manifest_extra()) if spec else {}
-    if resolved.weights is not None:
-        extra["weights"] = Path(resolved.weights).name
-    plan = spec.export_plan(resolved.module, facts) if spec and spec.export_plan else None
-    if plan is None:
-        name, source = choose_recipe(recipe, None, target)
-        return export(target, resolved.module, resolved.example_inputs, out, name,
-                             family=resolved.family, extra=extra or None,
-                             recipe_source=source, allow_over_budget=allow_over_budget)
-    return export_components(target, _decide(plan, recipe, target), out, family=resolved.family,
-                           extra=extra or None, allow_over_budget=allow_over_budget)
+    if p.weights is not None:
+        extra["weights"] = Path(p.weights).name
+    how = spec.measure if spec is not None and measure else None
+    if p.composite:
+        return export_components(p.target, p.components, out, family=p.family,
+                                 extra=extra or None, allow_over_budget=allow_over_budget,
+                                 measure=how)
+    (one, source), = p.components
+    return export_one(p.target, one.module, one.example_inputs, out, one.recipe,
+                      family=p.family, extra=extra or None, recipe_source=source,
+                      allow_over_budget=allow_over_budget, measure=how)
 
 
 @dataclasses.dataclass
 class _Resolved(ResolvedModel):
     weights: str | None = None
+    weights_source: str | None = None
 
 
 def _resolve(model, target, weights, example_inputs, family) -> _Resolved:
-    if isinstance(model, str):
-        spec = None
-        if ":" not in model:
-            from avedge.models.registry import get_family
+    from avedge.models.registry import get_family
 
-            spec = get_family(model)
-        weights = resolve_weights(spec, target, weights)
-        r = resolve_model(model, weights=weights)
-        return _Resolved(r.module, r.example_inputs, r.family, r.spec, weights)
+    if isinstance(model, str):
+        spec = get_family(model) if ":" not in model else None
+        chosen = resolve_weights(spec, target, weights)
+        r = resolve_model(model, weights=chosen)
+        source = "user" if weights is not None else "family" if chosen is not None else None
+        if chosen is None and spec is not None:  # build() loads its default, if it ships
+            default = spec.weights.get("default")
+            if default is not None and Path(default).is_file():
+                chosen, source = str(default), "default"
+        return _Resolved(r.module, r.example_inputs, r.family, r.spec, chosen, source)
     if example_inputs is None:
         raise AvedgeError("exporting an nn.Module needs example_inputs (a tuple of tensors)")
+    if weights is not None:
+        raise AvedgeError("weights apply to a family built by name; an nn.Module passed in "
+                          "carries its own")
     if not isinstance(example_inputs, (tuple, list)):
         example_inputs = (example_inputs,)
     if family is not None:
-        from avedge.models.registry import get_family
-
-        return _Resolved(model, tuple(example_inputs), family, get_family(family), None)
+        return _Resolved(model, tuple(example_inputs), family, get_family(family))
     return _Resolved(model, tuple(example_inputs),
-                     getattr(model, "family", type(model).__name__), None, None)
+                     getattr(model, "family", type(model).__name__), None)
 
 
-def _decide(plan: list[Component], recipe: str | None, target) -> list[Component]:
-    """Each component with its recipe and target decided. A component sent to another
-    target (an NPU board's run-once encoder on the paired phone) keeps that target's
-    default: the user's recipe is for the board."""
+def _decide(plan: list[Component], recipe: str | None, target) -> list[tuple[Component, str]]:
+    """Each component with its recipe and target decided, with who chose the recipe. A
+    component sent to another target (an NPU board's run-once encoder on the paired
+    phone) keeps that target's default: the user's recipe is for the board."""
     from avedge.targets import get_target
 
     out = []
     for c in plan:
-        comp_target = get_target(c.target or target.name)
+        comp_target = target if c.target in (None, target.name) else get_target(c.target)
         user = recipe if comp_target.name == target.name else None
         name, source = choose_recipe(user, c.recipe, comp_target)
         out.append((dataclasses.replace(c, recipe=name, target=comp_target.name), source))

@@ -76,9 +76,19 @@ class Family:
     weights_for: Callable[[TargetFacts], tuple[str, ...]] = lambda facts: ()
     # (module, target facts) -> the graphs to export. None: one graph, the module itself.
     export_plan: Callable[[Any, TargetFacts], list[Component]] | None = None
-    # (artifact dir) -> {"name": ..., "value": ..., ...} measured through the runtime on a
-    # small eval set, or None where the data to measure on is absent.
+    # The figure the family is judged by (e.g. "si_sdri_db"); None: it has none.
+    metric: str | None = None
+    # (artifact dir) -> {"name": metric, "value": ..., "n", "eval_set": {its provenance}},
+    # measured through the runtime on a small eval set at export; "value" None with a
+    # "reason" where the data or a runtime for the graphs is absent. None: no metric.
     measure: Callable[[Path], dict | None] | None = None
+    # The family's fixed evaluation sets, by name, and (name, n, data_dir=None) -> n
+    # examples of one (benchmarks and final scores draw from these, not their own).
+    eval_sets: tuple[str, ...] = ()
+    eval_set: Callable[..., list] | None = None
+    # (corpus dir, n) -> record: writes the data static int8 calibrates on (the module's
+    # calibration_inputs() reads it; Component.calibration says which graphs use it).
+    write_calibration_set: Callable[..., dict] | None = None
     # Recorded in the manifest's "extra".
     manifest_extra: Callable[[], dict] = dict
     # trainer name -> module path of a trainer (models/common/trainer.py contract).

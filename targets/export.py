@@ -155,7 +155,10 @@ def export_components(target, decided: list, out_dir, *, family: str | None = No
     with staged_dir(out_dir) as tmp:
         parts, files = {}, {}
         for comp, source in decided:
-            art = export(comp.target, comp.module, comp.example_inputs, tmp / comp.name,
+            # The artifact's own Target object, not its name: it may carry an override
+            # (avedge export --npu-precision) that the registered target lacks.
+            comp_target = target if comp.target == target.name else comp.target
+            art = export(comp_target, comp.module, comp.example_inputs, tmp / comp.name,
                          comp.recipe, family=f"{family}/{comp.name}" if family else comp.name,
                          allow_over_budget=allow_over_budget, recipe_source=source)
             parts[comp.name] = {"dir": comp.name, "recipe": art.manifest["recipe"],

@@ -28,10 +28,12 @@ NPU_COMPONENT_TARGETS = {"speaker_encoder": "cpu"}
 
 
 def weights_for(facts: TargetFacts) -> tuple[str, ...]:
-    """An NPU gets the weights fitted to it (pruned + quantization-aware fine-tuned) when
-    they ship, else the plain-mask float weights (the form an NPU runs; the default float
-    model deep-filters); every other target the default."""
-    return ("npu", "mask") if facts.npu else ()
+    """A microcontroller board (an NPU, or CMSIS-NN on a Cortex-M) runs the NPU form
+    (export_plan), which needs plain-mask weights: the ones fitted to that form (pruned +
+    quantization-aware fine-tuned) when they ship, else the plain-mask float weights (the
+    default float model deep-filters, which the form refuses); every other target the
+    default."""
+    return ("npu", "mask") if facts.microcontroller else ()
 
 
 def export_plan(module, facts: TargetFacts) -> list[Component]:
@@ -56,6 +58,27 @@ def export_plan(module, facts: TargetFacts) -> list[Component]:
                       calibration="module")]
 
 
+def measure(artifact_dir) -> dict:
+    """SI-SDRi of an exported artifact on 4 val mixtures, through the runtime (evaluate.py)."""
+    from avedge.models.speech_extractor.evaluate import measure as measure_artifact
+
+    return measure_artifact(artifact_dir)
+
+
+def eval_set(name: str, n: int, data_dir=None) -> list[dict]:
+    """n mixtures of a named eval set from the voice bank at data_dir (default bank)."""
+    from avedge.models.speech_extractor.evaluate import eval_set as draw
+
+    return draw(name, n, data_dir)
+
+
+def write_calibration_set(corpus, n: int = 12) -> dict:
+    """CALIB_FILE from n val-split mixtures of `corpus` (train.py)."""
+    from avedge.models.speech_extractor.train import write_calibration_set as write
+
+    return write(corpus, n=n)
+
+
 FAMILY = Family(
     name=NAME,
     summary="target speech extraction for hearables: 8 ms chunks, enrolled speaker",
@@ -66,6 +89,12 @@ FAMILY = Family(
     weights_for=weights_for,
     export_plan=export_plan,
     manifest_extra=export_extra,
+    metric="si_sdri_db",
+    measure=measure,
+    # Kept in step with evaluate.EVAL_SETS (tests/test_api.py checks).
+    eval_sets=("val", "heldout_voices", "heldout_voices_noise_only"),
+    eval_set=eval_set,
+    write_calibration_set=write_calibration_set,
     trainers={
         "speech-extractor": "avedge.models.speech_extractor.train",
         # The extractor fitted to an NPU (pruned + quantization-aware fine-tuning).
