@@ -5,7 +5,8 @@ For each target (and activation scheme) this exports the speech extractor
 manifest's Vela figures (cycles per 8 ms chunk, ms at the clock, SRAM/flash KiB, NPU
 op share) and the TOSA reference check, then measures SI-SDRi of the fake-quant model
 (the model as the NPU computes it, simulated in PyTorch, streamed chunk by chunk)
-against fp32 on the corpus `eval_mixtures` (held-out voices, 0 dB SIR, 5 dB SNR).
+against fp32 on the family's "heldout_voices" eval set (test-split voices, 0 dB SIR,
+5 dB SNR; models/speech_extractor/evaluate.py).
 
     python benchmarks/bench_arm.py --targets hearable-npu ethos-u85 --n-eval 8 \
         --activations a8w8-log16 a8w8 a16w8 --forms npu plain
@@ -67,6 +68,7 @@ def stream(step, form, model, mixture: torch.Tensor, enrollment: torch.Tensor) -
 
 def si_sdri(step, form, model, examples) -> list[float]:
     """Per-mixture SI-SDR improvement (dB) of `step` streamed over `examples`."""
+    from avedge.models.common.metrics import si_sdri as improvement
     from avedge.models.speech_extractor import model as se
 
     gains = []
@@ -75,7 +77,7 @@ def si_sdri(step, form, model, examples) -> list[float]:
         tgt = torch.from_numpy(np.asarray(e["target"], np.float32))[None]
         enr = se.fit_enrollment(torch.from_numpy(np.asarray(e["enrollment"], np.float32)))
         est = stream(step, form, model, mix, enr[None])
-        gains.append(float(se.si_sdr(est, tgt) - se.si_sdr(mix, tgt)))
+        gains.append(float(improvement(est, tgt, mix)))
     return gains
 
 
@@ -98,11 +100,12 @@ def graph_of(form: str, model, log_ranges: int = 1):
 
 def run(target_name: str, activations: str, form: str, model, examples,
         out_root: Path, fp32: list[float], log_ranges: int = 1) -> dict:
-    from avedge.models.speech_extractor import model as se
     from avedge.quantize import Int8StaticConfig
     from avedge.targets import get_target
     from avedge.targets.arm.lower import quantize_for_ethos_u
     from avedge.targets.arm.precision import as_npu_computes
+
+    from avedge.api import export
 
     target = get_target(target_name)
     target = dataclasses.replace(target, precision=activations)  # the board, this scheme
@@ -118,9 +121,10 @@ def run(target_name: str, activations: str, form: str, model, examples,
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            art = target.export(graph, example,
-                                out_root / f"{target_name}-{activations}-{form}",
-                                family=se.NAME, allow_over_budget=True)
+            # One graph (this form of the extractor), not the family's two-graph plan.
+            art = export(graph, target_name, out_root / f"{target_name}-{activations}-{form}",
+                         example_inputs=example, npu_precision=activations,
+                         allow_over_budget=True)
     except Exception as exc:  # noqa: BLE001 - a refusal is a result here
         return {"target": target_name, "activations": activations, "form": form,
                 "log_ranges": log_ranges, "fake_quant_si_sdri_db": round(fq_db, 3), **delta,
@@ -159,13 +163,13 @@ def main() -> None:
     p.add_argument("--json", help="write the results here as well")
     args = p.parse_args()
 
-    from avedge.models.corpus.mixtures import eval_mixtures
+    from avedge.models.registry import get_family
     from avedge.models.speech_extractor import model as se
 
     torch.set_num_threads(1)
     weights = args.weights or str(se.MASK_WEIGHTS_FILE)
     model = se.build(weights=weights)
-    examples = eval_mixtures(args.bank, "test", n=args.n_eval)
+    examples = get_family(se.NAME).eval_set("heldout_voices", args.n_eval, args.bank)
     fp32 = si_sdri(model, "plain", model, examples)
     results = {"weights": weights, "n_eval": len(examples),
                "fp32_si_sdri_db": round(float(np.mean(fp32)), 3), "runs": []}

@@ -27,8 +27,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+from avedge.runtime.audio_io import SAMPLE_RATE as SR
+from avedge.runtime.pipelines.extraction import si_sdr_db as si_sdr
 
-SR = 16000
 MAX_LAG = 320  # 20 ms search window for the baselines' alignment
 
 
@@ -37,7 +38,7 @@ def export_artifacts(weights: str | None, out_dir: Path) -> dict[str, Path]:
 
     from avedge.models.speech_extractor import model as se
 
-    from avedge.cli.extract_cmd import export_family
+    from avedge.api import export
 
     w = Path(weights) if weights else se.WEIGHTS_FILE
     tag = hashlib.sha256(w.read_bytes()).hexdigest()[:12]
@@ -46,7 +47,7 @@ def export_artifacts(weights: str | None, out_dir: Path) -> dict[str, Path]:
         d = out_dir / f"speech-extractor-{target}-{tag}"
         if not (d / "manifest.json").exists():
             print(f"exporting {target} -> {d}", file=sys.stderr)
-            export_family(target, d, str(w))
+            export(se.NAME, target, d, weights=str(w))
         arts[target] = d
     return arts
 
@@ -87,11 +88,6 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
 # ----------------------------------------------------------------------------- quality
-
-def si_sdr(est, ref):
-    from avedge.runtime.pipelines.extraction import si_sdr_db
-    return si_sdr_db(est, ref)
-
 
 def best_aligned(y: np.ndarray, ref: np.ndarray) -> np.ndarray:
     """Shift y by the lag in [-MAX_LAG, MAX_LAG] that maximises SI-SDR against ref."""

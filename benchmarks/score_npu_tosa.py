@@ -78,7 +78,8 @@ def main() -> None:
     p.add_argument("--json", help="write the results here as well")
     args = p.parse_args()
 
-    from avedge.models.corpus.mixtures import eval_mixtures
+    from avedge.models.common.metrics import si_sdr
+    from avedge.models.registry import get_family
     from avedge.models.speech_extractor import model as se
     from avedge.models.speech_extractor import npu
     from avedge.targets.arm.tosa import run_with_tosa
@@ -89,7 +90,7 @@ def main() -> None:
     cond = npu.FilmCondition(model)
     fq, program, tosas = lower(ring, example, args.activations)
     rows = []
-    for e in eval_mixtures(args.bank, "test", n=args.n):
+    for e in get_family(se.NAME).eval_set("heldout_voices", args.n, args.bank):
         mix = torch.from_numpy(np.asarray(e["mixture"], np.float32))[None]
         tgt = torch.from_numpy(np.asarray(e["target"], np.float32))[None]
         enr = se.fit_enrollment(torch.from_numpy(np.asarray(e["enrollment"], np.float32)))[None]
@@ -99,8 +100,8 @@ def main() -> None:
             ests = {"fp32": se.extract(model, mix, model.speaker_encoder(enr)),
                     "fake_quant": stream(fq, ring, film, mix),
                     "tosa": stream(lambda *a: run_with_tosa(program, tosas, a), ring, film, mix)}
-        base = float(se.si_sdr(mix, tgt))
-        row = {k: round(float(se.si_sdr(v, tgt)) - base, 3) for k, v in ests.items()}
+        base = float(si_sdr(mix, tgt))
+        row = {k: round(float(si_sdr(v, tgt)) - base, 3) for k, v in ests.items()}
         row["seconds"] = round(time.time() - t0)
         rows.append(row)
         print(json.dumps(row), flush=True)
