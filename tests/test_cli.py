@@ -182,3 +182,18 @@ def test_train_refuses_zero_workers_before_reading_the_corpus(tmp_path, capsys):
                  str(tmp_path / "no-bank"), "--out", str(tmp_path / "w.safetensors"),
                  "--no-progress"]) != 0
     assert "--workers must be >= 1" in capsys.readouterr().err
+
+
+def test_targets_family_lists_what_each_target_holds(capsys):
+    from avedge.cli import main
+
+    assert main(["targets", "--family", "tiny-stream"]) == 0
+    rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()[2:]}
+    assert rows["hearable"][1:5] == ["tiny-stream", "int8-static", "target", "hearable"]
+    assert rows["cpu"][1:5] == ["tiny-stream", "fp32", "target", "cpu"]
+    assert main(["targets", "--family", "tiny-stream", "--recipe", "fp16", "--json"]) == 0
+    plans = json.loads(capsys.readouterr().out)
+    assert {c["recipe_source"] for p in plans for c in p["components"]} == {"user"}
+    assert main(["targets", "--family", "nope"]) != 0
+    assert "unknown model family 'nope'" in capsys.readouterr().err
+

@@ -101,11 +101,11 @@ def speech_extraction(ctx) -> None:
 
     Two talkers at 0 dB SIR plus noise at 5 dB SNR, streamed in 8 ms chunks; the
     extractor hears only the voice of the enrollment clip."""
+    from avedge.api import export
     from avedge.cli.extract_cmd import demo as extraction_demo
-    from avedge.cli.extract_cmd import export_family
 
     art = ctx["out"] / "speech-extractor-cpu"
-    export_family("cpu", art)
+    export("speech-extractor", "cpu", art)
     r = extraction_demo(ctx["out"] / "speech-extraction", artifact=art, bank_dir=ctx["bank_dir"])
     print(f"    {r['dir']}: mixture.wav, enrollment.wav, reference.wav, extracted.wav")
     print(f"    SI-SDR {r['si_sdr_before_db']:+.2f} dB -> {r['si_sdr_after_db']:+.2f} dB "

@@ -44,6 +44,7 @@ def run(args) -> int:
         print(f"wrote {args.out}: {art.manifest['family']} for {target.name}"
               + (f" (weights {weights})" if weights else "") + ", components: "
               + ", ".join(f"{n} ({c['recipe']})" for n, c in art.manifest["components"].items()))
+        print_metric(art.manifest.get("metric"))
     else:
         m = art.manifest
         files = ", ".join(f"{n} ({r['bytes'] / 1024:.0f} KiB)" for n, r in m["files"].items())
@@ -53,6 +54,7 @@ def run(args) -> int:
         print(f"wrote {args.out}: {m['family']} for {m['target']} ({m['recipe']})\n"
               f"  files: {files}\n  parity vs eager (max abs err): {parity}\n"
               f"  compute ops in int8: {quant}")
+        print_metric(m.get("metric"))
         if m.get("npu_estimate"):  # Arm NPU targets: Vela's figures, labelled
             from avedge.targets.arm.vela import format_estimate
 
@@ -64,3 +66,16 @@ def run(args) -> int:
                   f"{b['used_flash_kib']:.0f} / {b['flash_kib']:g} KiB; TOSA check max "
                   f"{m['tosa_check']['max_lsb_diff']} LSB")
     return 0
+
+
+def print_metric(metric: dict | None) -> None:
+    """The family metric the export measured, or why it could not."""
+    if not metric:
+        return
+    if metric.get("value") is None:
+        print(f"  {metric['name']}: not measured ({metric.get('reason', 'no reason given')})")
+        return
+    where = metric.get("eval_set", {})
+    se = f" ± {metric['se_db']:.2f}" if metric.get("se_db") is not None else ""
+    print(f"  {metric['name']}: {metric['value']:+.2f}{se} on {metric['n']} "
+          f"{where.get('split', '')} mixtures through the runtime ({metric.get('backend')})")
