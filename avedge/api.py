@@ -12,6 +12,10 @@ graphs (the family's export plan), and which recipe each graph takes:
     user's recipe  >  the family plan's recipe for that graph  >  the target's default
 
 recorded per graph in the manifest as `recipe_source` ("user", "family", "target").
+
+`plan(...)` makes those decisions without lowering anything (`avedge targets --family`
+prints it); `export` writes exactly the plan it returns, then records the family's
+metric (`Family.measure` on the staged files) in the manifest.
 """
 
 from __future__ import annotations
