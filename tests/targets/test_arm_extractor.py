@@ -38,10 +38,12 @@ def npu_artifact(tmp_path_factory):
 def test_components_and_where_they_run(npu_artifact):
     _, _, manifest = npu_artifact
     comps = manifest["components"]
-    assert comps["speaker_encoder"] == {"dir": "speaker_encoder", "recipe": "fp32",
-                                        "target": "cpu"}
+    encoder = {k: v for k, v in comps["speaker_encoder"].items() if k != "recipe_source"}
+    assert encoder == {"dir": "speaker_encoder", "recipe": "fp32", "target": "cpu"}
     assert comps["extractor"]["target"] == "hearable-npu"
     assert comps["extractor"]["recipe"] == "int8-static"
+    for comp in comps.values():  # who chose each recipe (user > family > target)
+        assert comp["recipe_source"] in ("user", "family", "target")
 
 
 def test_extractor_is_all_on_the_npu_with_the_ring_contract(npu_artifact):
