@@ -351,7 +351,9 @@ def validate(data, source: str = MANIFEST_NAME) -> Manifest:
     fail = _raiser(source)
     if not isinstance(data, dict):
         raise ArtifactError(f"{source}: the manifest is {_kind(data)}; accepted: a JSON object")
-    version = data.get("format_version")
+    version = data.get("format_version", ...)
+    if version is ...:
+        fail("format_version", "is missing", f"{FORMAT_VERSION}")
     if version != FORMAT_VERSION:
         if isinstance(version, int) and not isinstance(version, bool) and version < FORMAT_VERSION:
             raise ArtifactError(

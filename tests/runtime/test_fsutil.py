@@ -1,0 +1,47 @@
+"""Atomic writes: a file or folder is either the new one whole or the old one untouched."""
+
+import json
+
+import pytest
+from avedge.runtime.errors import AvedgeError
+from avedge.runtime.fsutil import atomic_write_bytes, atomic_write_json, staged_dir
+
+
+def test_atomic_write_replaces_whole_and_leaves_no_temporary(tmp_path):
+    p = tmp_path / "r.json"
+    p.write_text("old")
+    atomic_write_json(p, {"a": [1, 2]})
+    assert json.loads(p.read_text()) == {"a": [1, 2]}
+    assert [f.name for f in tmp_path.iterdir()] == ["r.json"]
+
+
+def test_a_failed_write_keeps_the_old_file(tmp_path):
+    p = tmp_path / "r.bin"
+    p.write_bytes(b"old")
+    with pytest.raises(TypeError):
+        atomic_write_bytes(p, "not bytes")
+    assert p.read_bytes() == b"old"
+    assert [f.name for f in tmp_path.iterdir()] == ["r.bin"]
+
+
+def test_staged_dir_swaps_in_on_success_and_keeps_the_old_on_failure(tmp_path):
+    out = tmp_path / "art"
+    with staged_dir(out) as tmp:
+        (tmp / "manifest.json").write_text("1")
+    assert (out / "manifest.json").read_text() == "1"
+    with pytest.raises(RuntimeError), staged_dir(out) as tmp:
+        (tmp / "manifest.json").write_text("2")
+        raise RuntimeError("export failed")
+    assert (out / "manifest.json").read_text() == "1"
+    with staged_dir(out) as tmp:
+        (tmp / "manifest.json").write_text("3")
+    assert (out / "manifest.json").read_text() == "3"
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["art"]  # no staging left behind
+
+
+def test_staged_dir_refuses_a_folder_that_is_not_an_artifact(tmp_path):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    with pytest.raises(AvedgeError, match="not an avedge artifact"), staged_dir(tmp_path / "mine"):
+        pass
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
