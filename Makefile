@@ -8,9 +8,11 @@ BIN := $(VENV)/bin
 STAMP = $(VENV)/.installed-$(shell (cat pyproject.toml; echo $(EXTRAS)) | sha256sum | cut -c1-12)
 APT_PACKAGES := portaudio19-dev espeak-ng libespeak-ng1 ffmpeg alsa-utils libasound2-plugins
 DEMO_OUT ?= demo-out
-# The Arm NPU toolchain (~240 MB) is installed unless NO_ETHOS_U=1.
+# `pip install avedge` is the runtime only; demo and tests need the export and training
+# stacks (extras, see pyproject.toml). The Arm NPU toolchain (~240 MB) is installed
+# unless NO_ETHOS_U=1.
 comma := ,
-EXTRAS := audio,dev,corpus,bench$(if $(NO_ETHOS_U),,$(comma)ethos-u)
+EXTRAS := export,train,audio,dev,corpus,bench$(if $(NO_ETHOS_U),,$(comma)ethos-u)
 
 .PHONY: setup demo test lint clean system-packages
 

@@ -37,12 +37,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Packages of the extras (pyproject.toml) that `pip install avedge` leaves out, and the
+# extra that brings each: a runtime-only install gets one line naming it, not a traceback.
+EXTRA_OF = {"torch": "export", "torchao": "export", "executorch": "export", "onnx": "export",
+            "onnxscript": "export", "safetensors": "export", "tqdm": "train",
+            "pyaudio": "audio"}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except AvedgeError as exc:
         print(f"avedge {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:
+        extra = EXTRA_OF.get((exc.name or "").split(".")[0])
+        if extra is None:
+            raise
+        print(f"avedge {args.command}: error: this needs {exc.name}, which is not installed "
+              f"here; pip install 'avedge[{extra}]'", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

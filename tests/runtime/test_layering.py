@@ -38,14 +38,17 @@ def test_onnx_device_imports_neither_torch_nor_models(cpu_artifact, tmp_path):
 
 # What a runtime-only install lacks: a module set to None in sys.modules cannot be imported
 # (importlib.util.find_spec answers None for it, as for a package that is not installed).
-BLOCKED = ("torch", "torchao", "executorch", "onnx", "onnxscript", "avedge.models",
-           "avedge.quantize", "avedge.targets")
-RUN_CLI_WITHOUT_EXPORT_STACK = (
-    "import runpy, sys\n"
-    f"for name in {BLOCKED!r}:\n"
-    "    sys.modules[name] = None\n"
-    "sys.argv = ['avedge', *sys.argv[1:]]\n"
-    "runpy.run_module('avedge', run_name='__main__')\n")
+NOT_INSTALLED = ("torch", "torchao", "executorch", "onnx", "onnxscript", "safetensors")
+EXPORT_LAYERS = ("avedge.models", "avedge.quantize", "avedge.targets")
+
+
+def run_cli_without(blocked) -> str:
+    """`python -m avedge ARGS` with `blocked` modules unimportable."""
+    return ("import runpy, sys\n"
+            f"for name in {tuple(blocked)!r}:\n"
+            "    sys.modules[name] = None\n"
+            "sys.argv = ['avedge', *sys.argv[1:]]\n"
+            "runpy.run_module('avedge', run_name='__main__')\n")
 
 
 def onnx_only_copy(src, dst):
@@ -87,8 +90,8 @@ def test_runtime_commands_run_without_torch_on_an_onnx_artifact(tiny_extractor, 
     sf.write(enroll, (rng.standard_normal(32000) * 0.1).astype(np.float32), 16000)
     sf.write(mix, (rng.standard_normal(12000) * 0.1).astype(np.float32), 16000)
 
-    def cli(*args, **kw):
-        return subprocess.run([sys.executable, "-c", RUN_CLI_WITHOUT_EXPORT_STACK,
+    def cli(*args, blocked=NOT_INSTALLED + EXPORT_LAYERS, **kw):
+        return subprocess.run([sys.executable, "-c", run_cli_without(blocked),
                                *map(str, args)], capture_output=True, text=True, check=False,
                               timeout=300, **kw)
 
@@ -101,9 +104,12 @@ def test_runtime_commands_run_without_torch_on_an_onnx_artifact(tiny_extractor, 
     r = cli("bench", art, "--runs", "3", "--warmup", "1", "--json")
     assert r.returncode == 0, r.stderr
     assert {row["backend"] for row in json.loads(r.stdout)} == {"onnxruntime"}
-    # The blocking itself works: the export path fails for want of torch.
-    r = cli("export", "speech-extractor", "--target", "cpu", "--out", tmp_path / "x")
-    assert r.returncode != 0
+    # The blocking itself works: where only the runtime is installed, export needs torch
+    # and says which extra has it.
+    r = cli("export", "speech-extractor", "--target", "cpu", "--out", tmp_path / "x",
+            blocked=NOT_INSTALLED)
+    assert r.returncode == 2 and "pip install 'avedge[export]'" in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
 
     # listen: the sound card is ALSA's null device, the microphone a file (as in
     # test_extraction.py); skipped where PortAudio or ALSA is missing.
