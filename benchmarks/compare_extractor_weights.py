@@ -12,12 +12,13 @@ the very same mixtures, so the difference is far tighter than either mean's spre
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import torch
+from avedge.models.common.metrics import standard_error
 from avedge.models.speech_extractor import model as se
 from avedge.models.speech_extractor import train as tr
+from avedge.runtime.fsutil import atomic_write_json
 
 
 def compare(a: se.Extractor, b: se.Extractor, sets: dict[str, list[dict]]) -> dict:
@@ -30,7 +31,7 @@ def compare(a: se.Extractor, b: se.Extractor, sets: dict[str, list[dict]]) -> di
                      "a_si_sdri_db": round(float((a_out - mix).mean()), 3),
                      "b_si_sdri_db": round(float((b_out - mix).mean()), 3),
                      "b_minus_a_db": round(float(diff.mean()), 3),
-                     "b_minus_a_se_db": round(tr.standard_error(diff), 3),
+                     "b_minus_a_se_db": round(standard_error(diff), 3),
                      "b_better_share": round(float((diff > 0).float().mean()), 3)}
     return out
 
@@ -60,10 +61,7 @@ def main() -> None:
               f"{r['b_minus_a_db']:+.2f} ± {r['b_minus_a_se_db']:.2f} | "
               f"{100 * r['b_better_share']:.0f} % |")
     if args.json:
-        path = Path(args.json)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps({"a": args.a, "b": args.b, "sets": res}, indent=1) + "\n")
-        tmp.replace(path)
+        atomic_write_json(Path(args.json), {"a": args.a, "b": args.b, "sets": res}, indent=1)
 
 
 if __name__ == "__main__":

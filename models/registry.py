@@ -117,6 +117,15 @@ def trainers() -> dict[str, str]:
     return out
 
 
+def family_of_trainer(trainer: str) -> Family:
+    """The family whose spec lists `trainer`."""
+    for name in family_names():
+        fam = get_family(name)
+        if trainer in fam.trainers:
+            return fam
+    raise UnknownNameError("trainer", trainer, trainers())
+
+
 @dataclass
 class ResolvedModel:
     module: Any  # torch.nn.Module

@@ -17,13 +17,13 @@ Writes are atomic: a temporary file in the same folder, then os.replace.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from math import gcd
 from pathlib import Path
 
 import numpy as np
 from avedge.runtime.errors import InputError
+from avedge.runtime.fsutil import atomic_path
 
 # The rate every avedge audio model runs at: the one definition (models import it).
 SAMPLE_RATE = 16000
@@ -94,13 +94,8 @@ def write_audio(path, samples: np.ndarray, sample_rate: int, rate: int | None = 
         raise InputError(f"output {str(p)!r}: give a .wav, .flac or .ogg file name")
     if fmt != "WAV" and subtype not in ("PCM_16", "PCM_24", "VORBIS"):
         subtype = "PCM_16" if fmt == "FLAC" else "VORBIS"
-    tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp{p.suffix}")
-    try:
+    with atomic_path(p) as tmp:
         sf.write(str(tmp), y, rate, subtype=subtype, format=fmt)
-        os.replace(tmp, p)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return p
 
 

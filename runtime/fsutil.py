@@ -38,6 +38,25 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     return path
 
 
+@contextlib.contextmanager
+def atomic_path(path: str | Path, mode: int | None = None):
+    """Yield a temporary sibling path with the same suffix for a library that writes by
+    path (soundfile, numpy, safetensors, torch.save); on success it is renamed over
+    `path` (and given `mode`), on failure removed."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}",
+                               dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        if mode is not None:
+            os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def atomic_write_text(path: str | Path, text: str, encoding: str = "utf-8") -> Path:
     return atomic_write_bytes(path, text.encode(encoding))
 

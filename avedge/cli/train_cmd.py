@@ -62,12 +62,15 @@ def run(args) -> int:
                           f"`avedge train {args.trainer} -h`")
     cfg = config_from(opts, mod.TrainConfig)
     if opts.calibration_set is not None:
-        if not hasattr(mod, "write_calibration_set"):
+        from avedge.models.registry import family_of_trainer
+
+        write = family_of_trainer(args.trainer).write_calibration_set
+        if write is None:
             raise AvedgeError(f"--calibration-set does not apply to {args.trainer!r}")
         if opts.calibration_set < 1:
             raise AvedgeError(f"--calibration-set wants a number of mixtures >= 1; got "
                               f"{opts.calibration_set}")
-        print_json(mod.write_calibration_set(cfg.corpus, n=opts.calibration_set))
+        print_json(write(cfg.corpus, n=opts.calibration_set))
         return 0
     if opts.eval_only:
         rec = mod.final_eval(cfg)

@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,7 +32,7 @@ from typing import Any
 
 import torch
 from avedge.runtime.errors import AvedgeError
-from avedge.runtime.fsutil import atomic_write_json
+from avedge.runtime.fsutil import atomic_path, atomic_write_json
 
 PRECISIONS = ("fp32", "bf16")  # of the training step; evaluation and export stay fp32
 
@@ -94,14 +93,8 @@ def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> dict:
 def atomic_torch_save(obj: Any, path: Path) -> None:
     """torch.save to a temporary sibling, then rename: a killed run keeps the old file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_run(files: RunFiles, checkpoint: dict, write_weights: Callable[[Path], None],

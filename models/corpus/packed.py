@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 from avedge.runtime.errors import AvedgeError
+from avedge.runtime.fsutil import atomic_path
 
 MU = 255.0
 RIRS_ENV = "AVEDGE_RIRS"
@@ -93,9 +94,8 @@ def pack_bank(bank_dir: str | Path, out: str | Path, max_mib: float = 32.0,
     arrays["bank.json"] = np.frombuffer(json.dumps(info).encode(), np.uint8)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp.npz")
-    np.savez_compressed(tmp, **arrays)
-    tmp.replace(out)
+    with atomic_path(out) as tmp:
+        np.savez_compressed(tmp, **arrays)
     return {"file": str(out), "mib": round(out.stat().st_size / 2**20, 2),
             "voices": len(lengths), "utterances_per_voice": cap,
             "utterances": sum(min(cap, len(v)) for v in lengths.values()),

@@ -30,6 +30,7 @@ from avedge.models.corpus.phonemes import Utterance
 from avedge.models.corpus.voices import SYNTHS, Voice, catalogue, split_of
 from avedge.runtime.audio_io import SAMPLE_RATE
 from avedge.runtime.errors import AvedgeError
+from avedge.runtime.fsutil import atomic_write_text
 
 DEFAULT_N_PER_VOICE = {"piper": 200, "kokoro": 8, "espeak": 4}
 GRID_FRACTION = 0.5  # half GRID commands (lip reading), half free sentences (extraction)
@@ -112,12 +113,11 @@ def build_voice(voice: Voice, n: int, seed: int, out_dir: Path) -> float:
         offset += len(pcm)
     secs = time.perf_counter() - t0
     np.save(vdir / (slug(voice.id) + ".npy"), np.concatenate(chunks))
-    tmp = meta_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"voice": voice.id, "synth": voice.synth, "seed": seed,
-                               "utterances": utts}))
     # Wall time lives beside the json, not in it: the json must be byte-reproducible.
     meta_path.with_suffix(".time").write_text(f"{secs:.3f}")
-    tmp.replace(meta_path)  # the json last: a voice is in the bank once its json exists
+    # The json last: a voice is in the bank once its json exists.
+    atomic_write_text(meta_path, json.dumps({"voice": voice.id, "synth": voice.synth,
+                                             "seed": seed, "utterances": utts}))
     return secs
 
 

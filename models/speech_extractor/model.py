@@ -47,6 +47,7 @@ from avedge.models.speech_extractor.speaker_encoder import (
     fit_enrollment,
 )
 from avedge.runtime.audio_io import SAMPLE_RATE
+from avedge.runtime.fsutil import atomic_path
 from torch import nn
 
 NAME = "speech-extractor"
@@ -392,10 +393,9 @@ def save_weights(model: Extractor, path: str | Path, meta: dict | None = None) -
     metadata.update({k: str(v) for k, v in (meta or {}).items()})
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=metadata)
-    tmp.replace(path)
-    path.chmod(0o644)  # safetensors creates 0600 files; weights ship in the package
+    # 0644: safetensors (and mkstemp) create 0600 files; weights ship in the package.
+    with atomic_path(path, mode=0o644) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
 
 
 def load_weights(path: str | Path, dims: Dims | None = None) -> Extractor:

@@ -33,10 +33,11 @@ import numpy as np
 import torch
 from avedge.models.common import trainer
 from avedge.models.common.batch_loader import BatchLoader, check_workers
+from avedge.models.common.metrics import standard_error
 from avedge.models.common.weight_average import WeightAverage, check_decay
 from avedge.models.speech_extractor import model as se
 from avedge.runtime.errors import AvedgeError
-from avedge.runtime.fsutil import atomic_write_json
+from avedge.runtime.fsutil import atomic_path, atomic_write_json
 
 CURRICULUM = (  # (fraction of steps where the phase ends, sampler settings)
     (0.15, {"sir_db": (0, 10), "snr_db": (10, 20), "n_interferers": (1, 1)}),
@@ -281,10 +282,6 @@ def si_sdr_scores(model: se.Extractor, examples: list[dict],
     return torch.cat(s_out), torch.cat(s_in)
 
 
-def standard_error(x: torch.Tensor) -> float:
-    return float(x.std() / len(x) ** 0.5) if len(x) > 1 else float("nan")
-
-
 def evaluate(model: se.Extractor, examples: list[dict], batch: int = 16) -> dict:
     """SI-SDR / SI-SDRi (dB) over a list of {"mixture", "target", "enrollment"} dicts."""
     s_out, s_in = si_sdr_scores(model, examples, batch)
@@ -527,13 +524,12 @@ def write_calibration_set(corpus: str, n: int = 12, seconds: float = 3.0, seed: 
         x = np.clip(np.asarray(x, np.float64), -1.0, 1.0) * 32767
         return np.pad(np.round(x).astype(np.int16), (0, size - len(x)))
     out = Path(out)
-    tmp = out.with_name(out.name + ".tmp.npz")
-    np.savez_compressed(tmp, mixture=np.stack([pcm(e["mixture"], len(exs[0]["mixture"]))
-                                               for e in exs]),
-                        enrollment=np.stack([pcm(e["enrollment"], longest) for e in exs]),
-                        enrollment_len=np.array([len(e["enrollment"]) for e in exs]),
-                        voices=np.array([e.get("voice", "?") for e in exs]),
-                        seed=np.array(seed))
-    tmp.replace(out)
+    with atomic_path(out) as tmp:
+        np.savez_compressed(tmp, mixture=np.stack([pcm(e["mixture"], len(exs[0]["mixture"]))
+                                                   for e in exs]),
+                            enrollment=np.stack([pcm(e["enrollment"], longest) for e in exs]),
+                            enrollment_len=np.array([len(e["enrollment"]) for e in exs]),
+                            voices=np.array([e.get("voice", "?") for e in exs]),
+                            seed=np.array(seed))
     return {"file": str(out), "mixtures": len(exs), "seconds": seconds, "seed": seed,
             "split": "val", "bytes": out.stat().st_size}
