@@ -78,8 +78,9 @@ class Family:
     export_plan: Callable[[Any, TargetFacts], list[Component]] | None = None
     # The figure the family is judged by (e.g. "si_sdri_db"); None: it has none.
     metric: str | None = None
-    # (artifact dir) -> {"name": metric, "value": ..., "n", "eval_set": {its provenance}},
-    # measured through the runtime on a small eval set at export; "value" None with a
+    # (artifact dir, n=..., backend=None) -> {"name": metric, "value": ..., "n", "eval_set":
+    # {its provenance}}, measured through the runtime on n items of a small eval set (at
+    # export, and by the sweep on the backend it names); "value" None with a
     # "reason" where the data or a runtime for the graphs is absent. None: no metric.
     measure: Callable[[Path], dict | None] | None = None
     # The family's fixed evaluation sets, by name, and (name, n, data_dir=None) -> n

@@ -58,11 +58,11 @@ def export_plan(module, facts: TargetFacts) -> list[Component]:
                       calibration="module")]
 
 
-def measure(artifact_dir) -> dict:
-    """SI-SDRi of an exported artifact on 4 val mixtures, through the runtime (evaluate.py)."""
+def measure(artifact_dir, n: int = 4, backend: str | None = None) -> dict:
+    """SI-SDRi of an exported artifact on n val mixtures, through the runtime (evaluate.py)."""
     from avedge.models.speech_extractor.evaluate import measure as measure_artifact
 
-    return measure_artifact(artifact_dir)
+    return measure_artifact(artifact_dir, n=n, backend=backend)
 
 
 def eval_set(name: str, n: int, data_dir=None) -> list[dict]:

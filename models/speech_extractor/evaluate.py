@@ -64,8 +64,9 @@ def score(extraction, examples: list[dict]) -> np.ndarray:
     return np.asarray(gains)
 
 
-def measure(artifact_dir, bank_dir=None, n: int = MEASURE_N) -> dict:
-    """SI-SDRi of the artifact at `artifact_dir` on `n` val mixtures, through the runtime.
+def measure(artifact_dir, bank_dir=None, n: int = MEASURE_N, backend: str | None = None) -> dict:
+    """SI-SDRi of the artifact at `artifact_dir` on `n` val mixtures, through the runtime
+    (on `backend`; None: the artifact's first available).
     -> {"name", "value" (dB or None), "n", "eval_set": {...}, "backend" | "reason"}."""
     from avedge.models.corpus.voicebank import default_bank_dir, open_bank
     from avedge.runtime.pipelines.extraction import Extraction
@@ -83,7 +84,7 @@ def measure(artifact_dir, bank_dir=None, n: int = MEASURE_N) -> dict:
         provenance.update({"bank_generator_version": info.get("generator_version"),
                            "bank_seed": info.get("seed")})
         examples = eval_set("val", n, bank)
-        extraction = Extraction.from_artifact(artifact_dir)
+        extraction = Extraction.from_artifact(artifact_dir, backend=backend)
     except AvedgeError as exc:  # a bank without val voices; graphs this host cannot run
         return {**out, "reason": str(exc)}
     gains = score(extraction, examples)
