@@ -23,6 +23,8 @@ COMMANDS = [
     "extract_cmd",
     "listen_cmd",
     "corpus_cmd",
+    "sweep_cmd",
+    "recipes_cmd",
 ]
 
 
