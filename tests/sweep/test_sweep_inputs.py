@@ -11,11 +11,12 @@ import sys
 import time
 
 import pytest
-from avedge.cli import main
 from avedge.quantize import get_recipe, recipe_names
-from avedge.sweep.pareto import front
 from avedge.targets import get_target, list_targets
 from avedge.targets.lowering import FORMAT_LOWERERS, recipes_for, refusal
+
+from avedge.cli import main
+from avedge.sweep.pareto import front
 
 
 def test_unknown_recipe_is_refused_with_the_known_ones_and_nothing_is_written(tmp_path, capsys):
@@ -102,10 +103,11 @@ def test_two_sweeps_on_one_folder_the_second_is_refused(tmp_path, capsys):
     capsys.readouterr()
     before = (out / "results.json").read_bytes()
     # Another sweep holds the folder's lock (in another process, as a running sweep would).
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time\nfrom avedge.sweep.store import SweepFolder\n"
-         "with SweepFolder(sys.argv[1]).locked():\n    print('held', flush=True)\n"
-         "    time.sleep(60)\n", str(out)], stdout=subprocess.PIPE, text=True)
+    hold = ("import sys, time\nfrom avedge.sweep.store import SweepFolder\n"
+            "with SweepFolder(sys.argv[1]).locked():\n    print('held', flush=True)\n"
+            "    time.sleep(60)\n")
+    holder = subprocess.Popen([sys.executable, "-c", hold, str(out)], stdout=subprocess.PIPE,
+                              text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
         assert main(_refused_sweep(out)) == 2
