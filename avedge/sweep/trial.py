@@ -252,8 +252,8 @@ def _estimate(path: Path, why: str) -> dict:
         raise Skip(f"the backend cannot run here ({why}) and the artifact records no estimate")
     ms = sum(e["inference_ms_at_clock"] for e in ests)
     return {"latency_median_ms": ms, "latency_p90_ms": ms,
-            "latency_source": f"estimate ({', '.join(sorted({e['source'] for e in ests}))}); "
-                              f"not measured: {why}",
+            # e.g. "estimate (Vela), not a measurement"
+            "latency_source": f"{'; '.join(sorted({e['source'] for e in ests}))}: {why}",
             "metric": {"name": None, "value": None,
                        "reason": f"the graphs run only on the device ({why})"}}
 

@@ -94,3 +94,21 @@ def test_rerunning_a_finished_sweep_runs_nothing_and_keeps_the_artifacts(swept, 
         assert len(starts.read_text().splitlines()) == 1, tid
         if tid in before:
             assert (Path(t["artifact"]) / "manifest.json").stat().st_mtime_ns == before[tid]
+
+
+@pytest.mark.slow
+def test_an_npu_target_records_the_compiler_estimate_labelled_as_such(tmp_path, capsys):
+    """The host cannot run an Ethos-U graph: the trial keeps the artifact and records the
+    export's Vela estimate as the latency, saying it is one; no metric (nothing ran)."""
+    out = tmp_path / "npu"
+    assert main(["sweep", "tiny-stream", "--recipes", "int8-static", "--targets",
+                 "hearable-npu", "--out", str(out), "--json"]) == 0
+    (t,) = json.loads(capsys.readouterr().out)["trials"]
+    assert t["status"] == "ok" and t["backend"] == "ethos-u"
+    manifest = json.loads((Path(t["artifact"]) / "manifest.json").read_text())
+    est = manifest["npu_estimate"]
+    assert t["latency_median_ms"] == t["latency_p90_ms"] == est["inference_ms_at_clock"]
+    assert t["latency_source"].startswith(est["source"]) and "estimate" in est["source"]
+    assert "cannot run" in t["latency_source"]
+    assert t["metric"]["value"] is None and "run only on the device" in t["metric"]["reason"]
+    assert t["size_bytes"] == (Path(t["artifact"]) / "model.pte").stat().st_size
