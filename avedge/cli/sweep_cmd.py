@@ -21,27 +21,27 @@ def register(sub):
                     "command to resume (finished trials are kept).")
     p.add_argument("model", help="a registered family (see `avedge targets --family`) or "
                                  "package.module:factory returning (module, example_inputs)")
-    p.add_argument("--recipes", required=True, type=_names,
+    p.add_argument("--recipes", required=True, type=_names, metavar="R1,R2,...",
                    help="comma-separated recipe names (see `avedge recipes`)")
-    p.add_argument("--targets", required=True, type=_names,
+    p.add_argument("--targets", required=True, type=_names, metavar="T1,T2,...",
                    help="comma-separated targets (see `avedge targets`)")
-    p.add_argument("--backends", type=_names,
+    p.add_argument("--backends", type=_names, metavar="B1,B2,...",
                    help="comma-separated backends (default: each target's own)")
     p.add_argument("--eval", type=int, default=4, dest="eval_n", metavar="N",
                    help="eval items the family metric is scored on (default 4)")
-    p.add_argument("--weights", help="a weights file for the family (default: its own "
+    p.add_argument("--weights", metavar="FILE", help="a weights file for the family (default: its own "
                                      "choice per target)")
     p.add_argument("--metric", metavar="pkg.mod:function",
                    help="your metric: function(session) -> {'name': str, 'value': float, "
                         "'higher_is_better': bool (optional, default true)}, called on the "
                         "loaded artifact (a runtime Session, or a Pipeline); replaces the "
                         "family's")
-    p.add_argument("--runs", type=int, default=200, help="timed calls per trial (default 200)")
-    p.add_argument("--warmup", type=int, default=20, help="untimed calls first (default 20)")
-    p.add_argument("--out", required=True, help="output folder (resumed if it holds a sweep)")
+    p.add_argument("--runs", type=int, default=200, metavar="N", help="timed calls per trial (default 200)")
+    p.add_argument("--warmup", type=int, default=20, metavar="N", help="untimed calls first (default 20)")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (resumed if it holds a sweep)")
     p.add_argument("--ray", metavar="ADDRESS", help="run trials on the Ray cluster at ADDRESS "
                                                     "(default: processes on this machine)")
-    p.add_argument("--workers", type=int, default=1,
+    p.add_argument("--workers", type=int, default=1, metavar="N",
                    help="local trials at a time (default 1: trials do not disturb each "
                         "other's timings)")
     p.add_argument("--retry-failed", action="store_true",

@@ -90,3 +90,13 @@ def test_a_failing_trial_is_recorded_and_the_sweep_goes_on(tmp_path, user_module
         assert t["error"] == "RuntimeError: the factory could not find its data"
         assert "Traceback" in (out / "trials" / t["trial_id"] / "error.txt").read_text()
         assert f"{t['trial_id']}: failed: RuntimeError: the factory" in text
+
+    # Resumed: failed trials are finished trials (not run again) unless --retry-failed.
+    argv = ["sweep", f"{user_module}:broken", "--targets", "cpu", "--backends", "onnxruntime",
+            "--out", str(out)]
+    assert main([*argv, "--recipes", "fp32,int8"]) == 0
+    assert json.loads((out / "results.json").read_text())["timing"]["trials_run"] == 0
+    assert main([*argv, "--recipes", "fp32", "--retry-failed"]) == 0
+    (t,) = json.loads((out / "results.json").read_text())["trials"]
+    assert t["trial_id"] == "fp32__cpu__onnxruntime" and t["attempt"] == 2
+    assert t["status"] == "failed"
