@@ -83,6 +83,10 @@ class Family:
     # export, and by the sweep on the backend it names); "value" None with a
     # "reason" where the data or a runtime for the graphs is absent. None: no metric.
     measure: Callable[[Path], dict | None] | None = None
+    # (eager module, n) -> the same metric dict as measure, computed on the nn.Module itself
+    # (no export) over n items of the eval set measure uses, so the two compare; used by
+    # quantization sensitivity (quantize/sensitivity.py). None: the family has none.
+    score_module: Callable[[Any, int], dict] | None = None
     # The family's fixed evaluation sets, by name, and (name, n, data_dir=None) -> n
     # examples of one (benchmarks and final scores draw from these, not their own).
     eval_sets: tuple[str, ...] = ()

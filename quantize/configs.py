@@ -70,6 +70,52 @@ class Fp16Config:
             raise ValueError("Fp16Config(keep_io_fp32=False) is not supported: artifacts take fp32")
 
 
+@register_config
+@dataclass(frozen=True)
+class Bf16Config:
+    """bfloat16 weights and arithmetic, fp32 at the graph's edges (like Fp16Config).
+
+    bf16 keeps fp32's exponent range (no overflow where fp16 would) at 8 bits of mantissa.
+    Only the torch program (.pt2) takes it: measured (onnxruntime 1.32, executorch 1.5),
+    onnxruntime's CPU provider has no bf16 Gemm kernel (the session refuses to load) and
+    XNNPACK does not delegate bf16 (the .pte ran on portable kernels); targets/lowering.py
+    declares this."""
+
+    keep_io_fp32: bool = True
+
+    def __post_init__(self):
+        if not self.keep_io_fp32:
+            raise ValueError("Bf16Config(keep_io_fp32=False) is not supported: artifacts take fp32")
+
+
+@register_config
+@dataclass(frozen=True)
+class KeepFloatConfig:
+    """Mixed precision: layers that stay fp32 while the recipe's int8 config quantizes the
+    rest (the sensitive ones: quantize/sensitivity.py ranks them).
+
+    `layers` names modules (`named_modules()` names, e.g. "blocks.3.fc1"); `top` = K keeps
+    the K layers whose int8 fake-quant alone moves the output most on the calibration
+    inputs (sensitivity.rank_by_output_error, computed at export and recorded in the
+    manifest). Both may be given. Consumed with Int8DynamicConfig / Int8StaticConfig by the
+    .pte (PT2E: the quantizer skips those modules) and .onnx (onnxruntime's
+    nodes_to_exclude) lowerings."""
+
+    layers: tuple[str, ...] = ()
+    top: int = 0
+
+    def __post_init__(self):
+        if isinstance(self.layers, list):  # from JSON
+            object.__setattr__(self, "layers", tuple(self.layers))
+        if not (isinstance(self.layers, tuple) and all(isinstance(n, str) and n
+                                                        for n in self.layers)):
+            raise ValueError(f"layers must be a tuple of module names, got {self.layers!r}")
+        if not (isinstance(self.top, int) and not isinstance(self.top, bool) and self.top >= 0):
+            raise ValueError(f"top must be an int >= 0, got {self.top!r}")
+        if not self.layers and not self.top:
+            raise ValueError("KeepFloatConfig keeps nothing: give layers=(names...) or top=K >= 1")
+
+
 def config_to_json(config) -> dict:
     return {"type": type(config).__name__, **dataclasses.asdict(config)}
 

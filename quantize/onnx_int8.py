@@ -1,18 +1,47 @@
 """int8 for ONNX: onnxruntime's own quantizer over the exported fp32 graph —
-dynamic (MatMulInteger/ConvInteger), or static QDQ with calibration."""
+dynamic (`quantize_dynamic`: MatMulInteger/ConvInteger, scales per call), or static QDQ
+(`quantize_static` with a CalibrationDataReader over the module's calibration inputs) —
+optionally leaving the nodes of named modules in float (`nodes_to_exclude`)."""
 
 from __future__ import annotations
 
+import ast
 import logging
 from pathlib import Path
 
-from avedge.quantize.calibration import calibration_inputs
+from avedge.quantize.calibration import calibration_set
 from avedge.quantize.configs import Int8DynamicConfig, Int8StaticConfig
 from avedge.runtime.errors import AvedgeError
 
+# torch's dynamo exporter records each node's module path in this metadata entry,
+# e.g. "['', 'blocks.3', 'blocks.3.fc1', 'linear']".
+NAME_SCOPES = "pkg.torch.onnx.name_scopes"
+
+
+def nodes_of_modules(model_path: Path, modules: tuple[str, ...]) -> list[str]:
+    """Names of the ONNX nodes that torch exported from the named modules (or inside them)."""
+    import onnx
+
+    if not modules:
+        return []
+    graph = onnx.load(str(model_path), load_external_data=False).graph
+    wanted, out = set(modules), []
+    for node in graph.node:
+        scopes = next((p.value for p in node.metadata_props if p.key == NAME_SCOPES), None)
+        if scopes is None:
+            continue
+        try:
+            path = ast.literal_eval(scopes)
+        except (ValueError, SyntaxError):
+            continue
+        if wanted & set(path):
+            out.append(node.name)
+    return out
+
 
 def quantize_onnx_int8(src: Path, dst: Path, config, module=None, example_inputs=(),
-                       input_names=()) -> None:
+                       input_names=(), keep_float: tuple[str, ...] = ()) -> dict | None:
+    """Quantize `src` into `dst`; -> the calibration provenance (static) or None."""
     from onnxruntime.quantization import (
         CalibrationDataReader,
         QuantFormat,
@@ -23,10 +52,15 @@ def quantize_onnx_int8(src: Path, dst: Path, config, module=None, example_inputs
 
     # ORT logs a "consider pre-processing" warning on every call; it is advice, not a fault.
     logging.getLogger().setLevel(max(logging.getLogger().level, logging.ERROR))
+    exclude = nodes_of_modules(src, keep_float)
+    if keep_float and not exclude:
+        raise AvedgeError(f"none of the layers to keep in float ({', '.join(keep_float)}) "
+                          f"names a node of the exported ONNX graph; give module names as "
+                          f"named_modules() lists them")
     if isinstance(config, Int8DynamicConfig):
         try:
             quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8,
-                             per_channel=config.per_channel)
+                             per_channel=config.per_channel, nodes_to_exclude=exclude)
         except Exception as exc:  # ORT raises onnx InferenceError, RuntimeError, ...
             # Measured with onnxruntime 1.31: a Linear on a 2-D input exports as Gemm, and
             # the dynamic quantizer's Gemm rewrite failed shape inference (1.32 takes it).
@@ -36,9 +70,9 @@ def quantize_onnx_int8(src: Path, dst: Path, config, module=None, example_inputs
                 f"({str(exc).splitlines()[0][:200]}); onnxruntime before 1.32 fails on Gemm "
                 f"nodes (a Linear layer applied to a 2-D input). Use --recipe int8-static, "
                 f"upgrade onnxruntime, or apply Linear layers to 3-D inputs (B, T, C)") from exc
-        return
+        return None
     assert isinstance(config, Int8StaticConfig)
-    batches = calibration_inputs(module, example_inputs, config.calibration_batches)
+    batches, provenance = calibration_set(module, example_inputs, config.calibration_batches)
 
     class Reader(CalibrationDataReader):
         def __init__(self):
@@ -50,4 +84,5 @@ def quantize_onnx_int8(src: Path, dst: Path, config, module=None, example_inputs
 
     quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ,
                     per_channel=config.per_channel, activation_type=QuantType.QInt8,
-                    weight_type=QuantType.QInt8)
+                    weight_type=QuantType.QInt8, nodes_to_exclude=exclude)
+    return provenance

@@ -10,11 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from avedge.quantize.configs import (
+    Bf16Config,
     Fp16Config,
     Int8DynamicConfig,
     Int8StaticConfig,
+    KeepFloatConfig,
     config_to_json,
 )
+from avedge.quantize.int4 import Int8DynActInt4WeightConfig
 from avedge.quantize.low_rank import LowRankConfig
 from avedge.quantize.prune import PruneChannelsConfig
 from avedge.quantize.weight_only import Int8WeightOnlyConfig
@@ -23,6 +26,9 @@ from avedge.runtime.errors import UnknownNameError
 RECIPES: dict[str, tuple] = {
     "fp32": (),
     "fp16": (Fp16Config(),),
+    "bf16": (Bf16Config(),),  # the torch program (.pt2) only: see Bf16Config
+    # torchao: int4 Linear weights (groups of 32), int8 activations per call
+    "8da4w": (Int8DynActInt4WeightConfig(group_size=32),),
     "int8": (Int8DynamicConfig(),),
     "int8-static": (Int8StaticConfig(),),
     "int8-weight": (Int8WeightOnlyConfig(),),  # torchao: int8 Linear weights, float compute
@@ -44,10 +50,26 @@ class Recipe:
         return {"name": self.name, "configs": [config_to_json(c) for c in self.configs]}
 
 
+# Parameterised names, sweepable by K: "int8-keep-2" = dynamic int8 with the 2 layers whose
+# quantization moves the output most kept fp32 (KeepFloatConfig; ranked at export).
+PARAMETRIC: dict[str, tuple] = {
+    "int8-keep-K": (r"int8-keep-(\d+)",
+                    lambda k: (Int8DynamicConfig(), KeepFloatConfig(top=k))),
+    "int8-static-keep-K": (r"int8-static-keep-(\d+)",
+                           lambda k: (Int8StaticConfig(), KeepFloatConfig(top=k))),
+}
+
+
 def get_recipe(name: str) -> Recipe:
-    if name not in RECIPES:
-        raise UnknownNameError("recipe", name, RECIPES)
-    return Recipe(name, RECIPES[name])
+    if name in RECIPES:
+        return Recipe(name, RECIPES[name])
+    import re
+
+    for pattern, configs in PARAMETRIC.values():
+        match = re.fullmatch(pattern, name)
+        if match and int(match.group(1)) >= 1:
+            return Recipe(name, configs(int(match.group(1))))
+    raise UnknownNameError("recipe", name, [*RECIPES, *PARAMETRIC])
 
 
 def recipe_names() -> list[str]:

@@ -24,6 +24,7 @@ from avedge.quantize import (
     apply_recipe,
     is_module_level,
 )
+from avedge.quantize.configs import Bf16Config, KeepFloatConfig
 from avedge.quantize.recipes import RECIPES
 from avedge.runtime.errors import AvedgeError
 
@@ -38,6 +39,8 @@ class LoweringJob:
     target: object  # Target
     custom_ops: list[str]
     out_dir: Path
+    # Decisions shared by the formats of one export (e.g. which layers stay float).
+    cache: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -50,8 +53,10 @@ class Lowered:
 def _pte(job: LoweringJob) -> Lowered:
     from avedge.targets.lower_executorch import lower_pte, memory_plan
 
+    keep, ranking = kept_float(job)
     report = lower_pte(job.module, job.example_inputs, job.recipe, job.out_dir / "model.pte",
-                       job.custom_ops)
+                       job.custom_ops, keep)
+    report.update(_keep_record(keep, ranking))
     plan = memory_plan((job.out_dir / "model.pte").read_bytes())
     return Lowered({"model.pte": "pte"}, report, {"memory_plan": plan})
 
@@ -61,9 +66,14 @@ def _onnx(job: LoweringJob) -> Lowered:
     from avedge.targets.quant_report import onnx_report
 
     path = job.out_dir / "model.onnx"
-    lower_onnx(job.module, job.example_inputs, job.input_names, job.output_names, job.recipe,
-               path, job.custom_ops)
-    return Lowered({"model.onnx": "onnx"}, onnx_report(path))
+    keep, ranking = kept_float(job)
+    calibration = lower_onnx(job.module, job.example_inputs, job.input_names, job.output_names,
+                             job.recipe, path, job.custom_ops, keep)
+    report = onnx_report(path)
+    if calibration is not None:
+        report["calibration"] = calibration
+    report.update(_keep_record(keep, ranking))
+    return Lowered({"model.onnx": "onnx"}, report)
 
 
 def _pt2(job: LoweringJob) -> Lowered:
@@ -101,10 +111,16 @@ _INT8 = (Int8DynamicConfig, Int8StaticConfig)
 # The Arm backends run integer arithmetic only; their quantizers are calibrated (static).
 _ARM = {"accepts": (Int8StaticConfig,), "needs": (Int8StaticConfig,),
         "needs_why": "runs integer arithmetic only"}
+# bf16 is the torch program's only (measured, onnxruntime 1.32 / executorch 1.5): ORT's CPU
+# provider has no bf16 Gemm (the session refused to load), XNNPACK left a bf16 graph
+# undelegated (portable kernels). fp16 .pte: XNNPACK delegates it; an MLP matched fp32 to
+# 4e-4 of the output scale at half the file size.
 FORMAT_LOWERERS = {
-    "pte": FormatLowerer(_pte, _INT8),  # PT2E + XNNPACK; no fp16 path here
-    "onnx": FormatLowerer(_onnx, (*_INT8, Fp16Config)),  # onnxruntime's quantizers; fp16 copy
-    "pt2": FormatLowerer(_pt2, (Fp16Config,)),  # the torch program: no int8 kernels on CUDA
+    "pte": FormatLowerer(_pte, (*_INT8, KeepFloatConfig, Fp16Config)),  # PT2E + XNNPACK
+    # onnxruntime's quantizers (nodes_to_exclude keeps layers float); fp16 copy
+    "onnx": FormatLowerer(_onnx, (*_INT8, KeepFloatConfig, Fp16Config)),
+    # the torch program: no int8 kernels on CUDA
+    "pt2": FormatLowerer(_pt2, (Fp16Config, Bf16Config)),
     "pte-ethos-u": FormatLowerer(_pte_ethos_u, **_ARM),
     "pte-cortex-m": FormatLowerer(_pte_cortex_m, **_ARM),
 }
@@ -122,11 +138,64 @@ def refusal(recipe: Recipe, target) -> str | None:
                     f"{target.name!r} cannot apply: its {fmt!r} lowering takes {takes} (and "
                     f"module-level configs), and no quantize_ handler applies "
                     f"{type(config).__name__} to the module")
+        if recipe.find(KeepFloatConfig) and not any(isinstance(c, _INT8)
+                                                    for c in recipe.configs):
+            return (f"recipe {recipe.name!r} holds KeepFloatConfig (layers kept fp32) without "
+                    f"an int8 config for the rest; add Int8DynamicConfig or Int8StaticConfig")
         if lowerer.needs and not any(isinstance(c, lowerer.needs) for c in recipe.configs):
             wants = ", ".join(t.__name__ for t in lowerer.needs)
             return (f"target {target.name!r} ({fmt}) {lowerer.needs_why}: recipe "
                     f"{recipe.name!r} is not accepted; it needs {wants}")
     return None
+
+
+def kept_float(job: LoweringJob) -> tuple[tuple[str, ...], list[dict] | None]:
+    """The layers the recipe's KeepFloatConfig keeps fp32 in every format of this export,
+    and the sensitivity ranking that chose them (None when named explicitly)."""
+    config = job.recipe.find(KeepFloatConfig)
+    if config is None:
+        return (), None
+    if "kept_float" not in job.cache:
+        job.cache["kept_float"] = _choose_kept(job.module, job.example_inputs, config)
+    return job.cache["kept_float"]
+
+
+# Batches the export-time ranking (KeepFloatConfig.top) scores on: spread over the
+# calibration set, few enough that ranking costs a few dozen forward passes.
+RANKING_BATCHES = 8
+
+
+def _choose_kept(module, example_inputs, config) -> tuple[tuple[str, ...], list[dict] | None]:
+    from avedge.quantize.calibration import calibration_set
+    from avedge.quantize.sensitivity import quantizable_layers, rank_by_output_error
+
+    layers = quantizable_layers(module)
+    unknown = [n for n in config.layers if n not in layers]
+    if unknown:
+        raise AvedgeError(f"KeepFloatConfig names {', '.join(unknown)}, not a Linear/Conv layer "
+                          f"of {type(module).__name__}; its layers: {', '.join(layers)}")
+    if config.top > len(layers):
+        raise AvedgeError(f"KeepFloatConfig(top={config.top}) keeps more layers than "
+                          f"{type(module).__name__} has ({len(layers)})")
+    keep, ranking = list(config.layers), None
+    if config.top:
+        batches = calibration_set(module, example_inputs, RANKING_BATCHES)[0]
+        step = max(1, len(batches) // RANKING_BATCHES)
+        ranking = rank_by_output_error(module, batches[::step][:RANKING_BATCHES], layers)
+        keep += [r["layer"] for r in ranking if r["layer"] not in keep][:config.top]
+    return tuple(keep), ranking
+
+
+def _keep_record(keep: tuple[str, ...], ranking: list[dict] | None) -> dict:
+    if not keep:
+        return {}
+    out = {"kept_float": list(keep)}
+    if ranking is not None:  # how they were chosen: int8 alone in that layer, output error
+        out["sensitivity"] = {"ranked_by": "relative output error, int8 fake-quant of one "
+                                           "layer at a time, on the calibration inputs",
+                              "layers": [{"layer": r["layer"], "drop": round(r["drop"], 6)}
+                                         for r in ranking]}
+    return out
 
 
 def recipes_for(target) -> list[str]:

@@ -65,6 +65,13 @@ def measure(artifact_dir, n: int = 4, backend: str | None = None) -> dict:
     return measure_artifact(artifact_dir, n=n, backend=backend)
 
 
+def score_module(module, n: int = 4) -> dict:
+    """SI-SDRi of the eager module on the first n of the val mixtures measure() uses."""
+    from avedge.models.speech_extractor.evaluate import score_module as score
+
+    return score(module, n)
+
+
 def eval_set(name: str, n: int, data_dir=None) -> list[dict]:
     """n mixtures of a named eval set from the voice bank at data_dir (default bank)."""
     from avedge.models.speech_extractor.evaluate import eval_set as draw
@@ -91,6 +98,7 @@ FAMILY = Family(
     manifest_extra=export_extra,
     metric="si_sdri_db",
     measure=measure,
+    score_module=score_module,
     # Kept in step with evaluate.EVAL_SETS (tests/test_api.py checks).
     eval_sets=("val", "heldout_voices", "heldout_voices_noise_only"),
     eval_set=eval_set,

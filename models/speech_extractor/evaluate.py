@@ -64,6 +64,43 @@ def score(extraction, examples: list[dict]) -> np.ndarray:
     return np.asarray(gains)
 
 
+@torch.no_grad()
+def score_module(module, n: int = MEASURE_N, bank_dir=None) -> dict:
+    """SI-SDRi of the eager extractor (no export) on the same `n` val mixtures `measure`
+    scores an artifact on: enrollment through `module.speaker_encoder` (fitted to its clip
+    length as the runtime fits it), the mixture through `module` as one causal pass
+    (model.extract). -> the dict `measure` returns, "backend": "eager"."""
+    from avedge.models.corpus.voicebank import default_bank_dir
+    from avedge.models.speech_extractor.model import extract
+    from avedge.models.speech_extractor.speaker_encoder import ENROLL_SAMPLES, fit_enrollment
+
+    bank = Path(bank_dir or default_bank_dir())
+    provenance = {"name": "val", "source": "voice bank", "bank": str(bank), "split": "val",
+                  "seed": SEED, "conditions": "as measure(), through the eager module"}
+    out = {"name": METRIC, "value": None, "n": 0, "eval_set": provenance}
+    if not (bank / "voices").is_dir():
+        return {**out, "reason": f"no voice bank at {bank} to draw the eval set from (build "
+                                 f"one with `avedge corpus --build-bank DIR`, set "
+                                 f"AVEDGE_VOICEBANK=DIR)"}
+    try:
+        examples = eval_set("val", n, bank)
+    except AvedgeError as exc:  # a bank without val voices
+        return {**out, "reason": str(exc)}
+    module.eval()
+    gains = []
+    for e in examples:
+        enroll = fit_enrollment(torch.from_numpy(np.asarray(e["enrollment"], np.float32)),
+                                ENROLL_SAMPLES)
+        emb = module.speaker_encoder(enroll[None])
+        mix = torch.from_numpy(np.asarray(e["mixture"], np.float32))[None]
+        est = extract(module, mix, emb)[0]
+        gains.append(float(si_sdri(est, torch.from_numpy(np.asarray(e["target"], np.float32)),
+                                   mix[0])))
+    gains = np.asarray(gains)
+    return {**out, "value": round(float(gains.mean()), 3), "n": len(gains),
+            "se_db": round(standard_error(gains), 3), "backend": "eager"}
+
+
 def measure(artifact_dir, bank_dir=None, n: int = MEASURE_N, backend: str | None = None) -> dict:
     """SI-SDRi of the artifact at `artifact_dir` on `n` val mixtures, through the runtime
     (on `backend`; None: the artifact's first available).

@@ -222,6 +222,20 @@ class Extractor(nn.Module):
                  torch.from_numpy(np.ascontiguousarray(m, np.float32))[None])
                 for m, e in zip(mixes, enrolls)]
 
+    def calibration_provenance(self) -> dict:
+        """Where calibration_pairs() come from (recorded in the manifest by static int8):
+        CALIB_FILE's val-split mixtures (its seed differs from the eval sets' seed,
+        evaluate.SEED), or synthetic tones without the file."""
+        import numpy as np
+
+        if not CALIB_FILE.exists():
+            return {"data": "synthetic harmonic tones in noise (no calibration file)"}
+        with np.load(CALIB_FILE) as z:
+            return {"data": "voice-bank mixtures", "file": CALIB_FILE.name, "split": "val",
+                    "seed": int(z["seed"]), "mixtures": len(z["mixture"]),
+                    "every_nth_chunk": CALIB_EVERY,
+                    "not_eval_set": "drawn with another seed than the val eval set"}
+
     @torch.no_grad()
     def calibration_inputs(self) -> list[tuple[torch.Tensor, ...]]:
         """(chunk, speaker, *state) batches from real streams, for static int8 scales:
