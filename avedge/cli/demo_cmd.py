@@ -113,4 +113,42 @@ def speech_extraction(ctx) -> None:
           f"real-time factor {r['rtf']:.3f})")
 
 
-STEPS = [export_and_stream, kernels, corpus, speech_extraction]
+def compression_sweep(ctx) -> None:
+    """Compression sweep: the extractor under 3 recipes, accuracy vs latency vs size.
+
+    Each recipe is exported for cpu (onnxruntime), loaded by the runtime, scored (SI-SDRi
+    on 3 val mixtures of the demo's bank) and timed, each in its own process; `avedge
+    sweep` does the same for any recipes, targets and backends."""
+    import os
+
+    from avedge.sweep import Sweep, run_sweep
+
+    # Fixed settings (not --runs): a second demo run resumes the folder, keeping its trials.
+    sweep = Sweep("speech-extractor", ["fp32", "int8", "lowrank-0.5"], ["cpu"], ["onnxruntime"],
+                  eval_n=3, runs=100, warmup=10)
+    old = os.environ.get("AVEDGE_VOICEBANK")
+    os.environ["AVEDGE_VOICEBANK"] = str(Path(ctx["bank_dir"]).resolve())  # trials inherit it
+    try:
+        summary = run_sweep(sweep, ctx["out"] / "sweep", progress=False)
+    finally:
+        if old is None:
+            os.environ.pop("AVEDGE_VOICEBANK", None)
+        else:
+            os.environ["AVEDGE_VOICEBANK"] = old
+    rows = []
+    for r in summary["trials"]:
+        value = (r.get("metric") or {}).get("value")
+        ok = r["status"] == "ok"
+        rows.append({"recipe": r["recipe"], "status": r["status"],
+                     "si_sdri_db": "-" if value is None else f"{value:+.2f}",
+                     "median_ms": f"{r['latency_median_ms']:.3f}" if ok else "-",
+                     "size_kib": f"{r['size_bytes'] / 1024:.0f}" if ok else "-",
+                     "pareto": "*" if r["trial_id"] in summary["pareto_front"] else ""})
+    print_table(rows, ["recipe", "status", "si_sdri_db", "median_ms", "size_kib", "pareto"])
+    for r in summary["trials"]:
+        if r["status"] != "ok":
+            print(f"    {r['recipe']}: {r.get('reason') or r.get('error')}")
+    print(f"    report: {summary['files']['report.html']} (and pareto.png, results.csv)")
+
+
+STEPS = [export_and_stream, kernels, corpus, speech_extraction, compression_sweep]
