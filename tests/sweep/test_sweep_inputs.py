@@ -1,6 +1,7 @@
 """avedge sweep: bad input refused before anything is written, the folder lock, refused
-recipes recorded as skipped, resume settings, the Pareto front, `avedge recipes`.
-Nothing here exports a model (refused trials start no process), so it runs in seconds."""
+recipes and missing backends recorded as skipped, resume settings, the Pareto front,
+`avedge recipes`. Nothing here exports a model (refused trials start no process; the
+missing backend costs one), so it runs in seconds."""
 
 from __future__ import annotations
 
@@ -153,3 +154,21 @@ def test_recipes_lists_every_recipe_with_what_it_applies_to_and_its_targets(caps
     assert main(["recipes"]) == 0
     text = capsys.readouterr().out
     assert "int8-static\n  Int8StaticConfig(" in text and "targets: " in text
+
+
+def test_a_backend_this_machine_lacks_is_recorded_as_skipped(tmp_path, capsys):
+    """Decided in the trial's own process (on a cluster, the host that runs it)."""
+    from avedge.runtime.backends import backend_class
+
+    missing = [(t.name, b) for t in list_targets() if "fp32" in recipes_for(t)
+               for b in t.backends if backend_class(b).unavailable_reason()]
+    if not missing:
+        pytest.skip("every backend of every target is available here")
+    target, backend = missing[0]
+    out = tmp_path / "sweep"
+    assert main(["sweep", "tiny-stream", "--recipes", "fp32", "--targets", target,
+                 "--backends", backend, "--out", str(out), "--json"]) == 0
+    (t,) = json.loads(capsys.readouterr().out)["trials"]
+    assert t["status"] == "skipped" and t["attempt"] == 1  # it ran, and found no backend
+    assert t["reason"] == (f"backend {backend!r} is not available on this machine "
+                           f"({backend_class(backend).unavailable_reason()})")
