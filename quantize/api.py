@@ -10,8 +10,11 @@ are consumed by a format's lowering step (targets/lowering.py says which).
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import copy
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from avedge.runtime.errors import AvedgeError
 
@@ -52,13 +55,46 @@ def quantize_(model, config):
     return model if out is None else out
 
 
-def apply_recipe(model, recipe):
+@dataclass(frozen=True)
+class RecipeContext:
+    """What a handler may need beyond (model, config): `original`, the module before the
+    recipe's module-level configs (a distillation teacher; never modified), and
+    `example_inputs` (to trace a graph, or calibrate when the model has no
+    calibration_inputs())."""
+
+    original: object = None
+    example_inputs: tuple | None = None
+
+
+_CONTEXT: contextvars.ContextVar = contextvars.ContextVar("avedge_recipe", default=None)
+
+
+def recipe_context() -> RecipeContext:
+    """The context of the recipe being applied (empty outside `apply_recipe`/`using`)."""
+    return _CONTEXT.get() or RecipeContext()
+
+
+@contextlib.contextmanager
+def using(original=None, example_inputs=None):
+    """`with using(teacher, inputs): quantize_(model, config)`: the context apply_recipe
+    gives its handlers, for calling quantize_ directly."""
+    inputs = None if example_inputs is None else tuple(example_inputs)
+    token = _CONTEXT.set(RecipeContext(original, inputs))
+    try:
+        yield
+    finally:
+        _CONTEXT.reset(token)
+
+
+def apply_recipe(model, recipe, example_inputs=None):
     """The recipe's module-level configs applied in order to a copy of `model` (the
-    caller's module is left as it was); `model` itself when the recipe has none."""
+    caller's module is left as it was, and handlers see it as `recipe_context().original`);
+    `model` itself when the recipe has none."""
     configs = [c for c in recipe.configs if is_module_level(c)]
     if not configs:
         return model
-    model = copy.deepcopy(model)
-    for config in configs:
-        model = quantize_(model, config)
+    original, model = model, copy.deepcopy(model)
+    with using(original, example_inputs):
+        for config in configs:
+            model = quantize_(model, config)
     return model.eval()

@@ -4,6 +4,14 @@ A Linear (or a kernel-1 Conv1d, the same matrix applied per time step) of in -> 
 replaced by in -> rank -> out, each factor carrying sqrt(S_r) so both have the same
 scale (better for int8 afterwards). It saves weights, and on a bandwidth-bound device
 time, only when rank * (in + out) < in * out: a layer where it would not is left alone.
+
+nn.MultiheadAttention fuses q/k/v into one parameter and reads `out_proj.weight` directly,
+so its projections cannot be factorised in place: each is first swapped for the
+equivalent SplitAttention (quantize/attention.py, separate q/k/v/out Linears), which
+torch.export and both lowerings take. `layers="attention"` reaches the projections of
+any attention module (SplitAttention, a class named *Attention*/*Attn*, or a layer named
+like q_proj/attn.*), and nothing else: LR-SMS found attention tolerates low rank better
+than the feed-forward layers.
 """
 
 from __future__ import annotations
@@ -105,23 +113,26 @@ def factorize(layer, rank: int):
     return nn.Sequential(down, up)
 
 
-def _is_attention(name: str) -> bool:
+def _is_attention(name: str, parent) -> bool:
+    from avedge.quantize.attention import SplitAttention
+
+    kind = type(parent).__name__.lower()  # SelfAttention, LlamaAttention, MultiHeadAttn
     parts = name.lower().split(".")
-    return (any(a in p for p in parts for a in _ATTENTION_PARTS)
+    return (isinstance(parent, SplitAttention) or kind.endswith(_ATTENTION_PARTS)
+            or any(a in p for p in parts for a in _ATTENTION_PARTS)
             or parts[-1] in _ATTENTION_LEAVES)
 
 
 def _candidates(model, layers: str) -> list[tuple[object, str, str]]:
     """(parent, attribute, qualified name) of each layer the config may factorise."""
-    from torch import nn
+    from avedge.quantize.attention import split_attention
 
+    split_attention(model)  # nn.MultiheadAttention -> separate, factorisable projections
     found = []
     for parent_name, parent in model.named_modules():
-        if isinstance(parent, nn.MultiheadAttention):
-            continue  # it reads out_proj.weight directly: the Linear must stay a Linear
         for attr, child in parent.named_children():
             name = f"{parent_name}.{attr}" if parent_name else attr
-            if factorizable(child) and (layers == "all" or _is_attention(name)):
+            if factorizable(child) and (layers == "all" or _is_attention(name, parent)):
                 found.append((parent, attr, name))
     return found
 

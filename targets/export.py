@@ -62,8 +62,8 @@ def export(target, module, example_inputs, out_dir, recipe: str | None = None, *
     # ones (pruning, low-rank, weight-only) to a copy. The caller's module stays the
     # reference: parity below includes what compression changed.
     reference = module.eval()
-    module = prepare(reference, recipe_obj, target)
     example_inputs = tuple(example_inputs)
+    module = prepare(reference, recipe_obj, target, example_inputs)
     sig = describe(reference, example_inputs)
     custom_ops = find_custom_ops(module, example_inputs)
     in_names = [s["name"] for s in sig.inputs]

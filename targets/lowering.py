@@ -204,7 +204,7 @@ def recipes_for(target) -> list[str]:
             if refusal(Recipe(name, configs), target) is None]
 
 
-def prepare(module, recipe: Recipe, target):
+def prepare(module, recipe: Recipe, target, example_inputs=None):
     """-> the module every format of `target` lowers: `module` with the recipe's
     module-level configs applied (to a copy). Raises AvedgeError, before any work, when the
     recipe holds a config that neither a quantize_ handler nor every format the target
@@ -213,4 +213,4 @@ def prepare(module, recipe: Recipe, target):
     if reason:
         raise AvedgeError(f"{reason}; recipes for {target.name}: "
                           f"{', '.join(recipes_for(target))}")
-    return apply_recipe(module, recipe)
+    return apply_recipe(module, recipe, example_inputs)  # inputs: to trace/calibrate

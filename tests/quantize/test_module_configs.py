@@ -1,6 +1,7 @@
 """Module-level compression configs through `quantize_` (quantize/api.py): low-rank,
 channel pruning, torchao weight-only int8; and `apply_recipe` on a copy."""
 
+import copy
 import json
 import math
 
@@ -188,3 +189,28 @@ def test_a_new_handler_registers_by_decorator():
     assert torch.count_nonzero(m.bias) == 0
     with pytest.raises(ValueError, match="registered twice"):
         register_handler(ZeroBiasConfig)(zero_bias)
+
+
+def test_low_rank_on_attention_reaches_multihead_attention_and_still_exports():
+    """nn.MultiheadAttention reads its fused weights directly: it is split into q/k/v/out
+    Linears (SplitAttention, the same function) and those are factorised; the
+    feed-forward layers of the block are left alone."""
+    from avedge.quantize.attention import SplitAttention
+
+    torch.manual_seed(0)
+    block = nn.TransformerEncoderLayer(32, 4, 64, dropout=0.0, batch_first=True).eval()
+    x = torch.randn(1, 6, 32)
+    low = quantize_(copy.deepcopy(block), LowRankConfig(rank_ratio=0.25, layers="attention"))
+    attn = low.self_attn
+    assert isinstance(attn, SplitAttention)
+    assert all(isinstance(getattr(attn, p), nn.Sequential) and getattr(attn, p)[0].out_features
+               == 8 for p in ("q_proj", "k_proj", "v_proj", "out_proj"))
+    assert isinstance(low.linear1, nn.Linear) and isinstance(low.linear2, nn.Linear)
+    assert params(low) < params(block)
+    print(f"lowrank-attn-0.25 on a transformer layer: {params(block)} -> {params(low)} "
+          f"parameters, SQNR {sqnr_db(block(x), low(x)):.1f} dB")
+    program = torch.export.export(low, (x,))
+    torch.testing.assert_close(program.module()(x), low(x))
+    # half rank of a square projection saves nothing: nothing to factorise, said so
+    with pytest.raises(AvedgeError, match="attention no layer where"):
+        quantize_(copy.deepcopy(block), LowRankConfig(rank_ratio=0.5, layers="attention"))
