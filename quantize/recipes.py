@@ -17,9 +17,11 @@ from avedge.quantize.configs import (
     KeepFloatConfig,
     config_to_json,
 )
+from avedge.quantize.distill import DistillConfig
 from avedge.quantize.int4 import Int8DynActInt4WeightConfig
 from avedge.quantize.low_rank import LowRankConfig
 from avedge.quantize.prune import PruneChannelsConfig
+from avedge.quantize.structured_prune import PruneHeadsConfig, StructuredPruneConfig
 from avedge.quantize.weight_only import Int8WeightOnlyConfig
 from avedge.runtime.errors import UnknownNameError
 
@@ -34,6 +36,17 @@ RECIPES: dict[str, tuple] = {
     "int8-weight": (Int8WeightOnlyConfig(),),  # torchao: int8 Linear weights, float compute
     "lowrank-0.5": (LowRankConfig(rank_ratio=0.5),),  # SVD: Linear / 1x1 conv at half rank
     "prune-0.25": (PruneChannelsConfig(ratio=0.25),),  # a quarter of the MLP units, by norm
+    # SVD of the attention projections only, at a quarter rank (half rank of a square
+    # projection saves nothing); nn.MultiheadAttention is split into q/k/v/out first
+    "lowrank-attn-0.25": (LowRankConfig(rank_ratio=0.25, layers="attention"),),
+    # half rank, then 200 Adam steps towards the uncompressed model's outputs
+    "lowrank-0.5-distill": (LowRankConfig(rank_ratio=0.5), DistillConfig()),
+    "prune-heads-0.5": (PruneHeadsConfig(ratio=0.5),),  # half the heads of each attention
+    # torch-pruning: a quarter of every hidden FFN/conv width, second-order Taylor score
+    "prune-taylor-0.25": (StructuredPruneConfig(ratio=0.25, importance="taylor"),),
+    "prune-taylor-0.25-distill": (StructuredPruneConfig(ratio=0.25, importance="taylor"),
+                                  DistillConfig()),
+    "prune-conv-0.25": (StructuredPruneConfig(ratio=0.25, target="conv"),),  # conv channels
 }
 
 
