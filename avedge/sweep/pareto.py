@@ -54,9 +54,11 @@ def plot_png(results: list[dict], title: str) -> tuple[bytes, list[str]]:
         ax.plot([r["latency_median_ms"] for r in on_front], [y(r) for r in on_front], "r-",
                 drawstyle="steps-post",
                 marker="o", markersize=3, label="Pareto front")
-        for r in on_front:
+        front_ids = {r["trial_id"] for r in on_front}
+        for r in pts:  # the front's points in black, the others in grey
             ax.annotate(LABEL.format(**r), (r["latency_median_ms"], y(r)), fontsize=7,
-                        xytext=(4, 4), textcoords="offset points")
+                        xytext=(4, 4), textcoords="offset points",
+                        color="black" if r["trial_id"] in front_ids else "0.55")
         ax.legend(loc="best", fontsize=8)
     else:
         ax.text(0.5, 0.5, "no trial finished with a latency", ha="center",
