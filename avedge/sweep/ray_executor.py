@@ -1,10 +1,13 @@
 """Run a sweep's trials on an existing Ray cluster: `avedge sweep ... --ray HOST:PORT`.
 
-    RayExecutor(address, fn=None, *, num_cpus=1).map(specs) -> Iterator[(spec, result)]
+    RayExecutor(address, fn=None, *, num_cpus=None).map(specs) -> Iterator[(spec, result)]
 
 Each trial is one Ray task with `max_calls=1` (a fresh worker process per trial, so its
 peak RSS is its own, as with the local executor) and `max_retries=0` (a trial that kills
-its worker is recorded as failed, not run again behind the sweep's back).
+its worker is recorded as failed, not run again behind the sweep's back). By default a
+trial reserves all the CPUs of the cluster's smallest node, so trials do not disturb each
+other's timings (the local executor's one worker): N nodes run N trials at a time.
+A trial's peak RSS includes Ray's worker runtime (some tens of MB more than a local one).
 
 Shared filesystem: the worker writes the trial's artifact, result.json, spec.json and
 trial.log under spec["out_dir"] itself, so that folder must be the same path on every
@@ -47,15 +50,16 @@ class RayExecutor:
     """Trials as Ray tasks on the cluster at `address` ("host:port" of its head's GCS).
 
     `fn`: the function each task runs on a spec (default `avedge.sweep.trial.run_trial`);
-    it must be importable on the workers. `num_cpus`: CPUs reserved per trial; give a
-    node's core count to run one trial per node at a time (undisturbed latencies)."""
+    it must be importable on the workers. `num_cpus`: CPUs reserved per trial (Ray also
+    sets the trial's OMP_NUM_THREADS to it); None: the smallest node's, one trial per node
+    at a time for undisturbed latencies; fewer packs trials side by side."""
 
     def __init__(self, address: str, fn: Callable[[dict], dict] | None = None, *,
-                 num_cpus: float = 1):
-        if not (isinstance(num_cpus, (int, float)) and num_cpus > 0):
+                 num_cpus: float | None = None):
+        if num_cpus is not None and not (isinstance(num_cpus, (int, float)) and num_cpus > 0):
             raise AvedgeError(f"num_cpus per trial must be a number > 0, got {num_cpus!r}")
         host, port = _parse(address)
-        self.address, self.fn, self.num_cpus = f"{host}:{port}", fn, num_cpus
+        self.address, self.fn = f"{host}:{port}", fn
         loopback = _is_loopback(host)
         if loopback and "ray" not in sys.modules:
             # Ray reads these when imported: keep a loopback cluster on loopback, no stats.
@@ -66,6 +70,7 @@ class RayExecutor:
         _probe_tcp(host, port, self.address)
         nodes = _probe_gcs(self.address)
         _check_driver_is_a_node(ray, self.address, host, loopback, nodes)
+        self.num_cpus = _cpus_per_trial(nodes, num_cpus, self.address)
         self._owns_connection = not ray.is_initialized()
         if self._owns_connection:
             try:
@@ -84,7 +89,7 @@ class RayExecutor:
         from avedge.sweep.executors import _child_env
 
         env = {"PYTHONPATH": _child_env()["PYTHONPATH"]}
-        self._task = ray.remote(max_calls=1, max_retries=0, num_cpus=num_cpus,
+        self._task = ray.remote(max_calls=1, max_retries=0, num_cpus=self.num_cpus,
                                 runtime_env={"env_vars": env})(_run_in_worker)
 
     def map(self, specs: list[dict]) -> Iterator[tuple[dict, dict]]:
@@ -235,6 +240,20 @@ def _check_driver_is_a_node(ray, address: str, host: str, loopback: bool, nodes:
                 + "` joins this machine)")
         raise AvedgeError(f"this machine ({me}) is not a node of the Ray cluster at {address} "
                           f"(nodes: {', '.join(alive)}){hint}")
+
+
+def _cpus_per_trial(nodes: dict, wanted: float | None, address: str) -> float:
+    """`wanted`, or the smallest live node's CPUs; refused if no node has that many (Ray
+    would queue the trials forever)."""
+    cpus = [n.resources_total.get("CPU", 0.0) for n in nodes.values() if n.state == 0]
+    if not cpus or max(cpus) < 1:
+        raise AvedgeError(f"the Ray cluster at {address} has no node with a CPU to run trials on")
+    if wanted is None:
+        return min(c for c in cpus if c >= 1)
+    if wanted > max(cpus):
+        raise AvedgeError(f"num_cpus={wanted:g} per trial, but the largest node of the Ray "
+                          f"cluster at {address} has {max(cpus):g} CPUs; ask for at most that")
+    return wanted
 
 
 def _first_line(exc: BaseException) -> str:

@@ -52,6 +52,10 @@ def ray_head():
     mp = pytest.MonkeyPatch()
     for k, v in LOOPBACK_ENV.items():
         mp.setenv(k, v)
+    if "ray" in sys.modules:  # imported by an earlier test module: too late for the env var
+        from ray._private import ray_constants
+
+        mp.setattr(ray_constants, "ENABLE_RAY_CLUSTER", False)
     port = _free_port()
     temp = tempfile.mkdtemp(prefix="avray", dir="/tmp")  # short: Ray's socket paths
     with open(Path(temp) / "ray-start.log", "wb") as log:  # the child keeps its own fd
@@ -130,7 +134,7 @@ def stream_rms(session) -> dict:
 def test_each_trial_runs_in_its_own_worker_process(ray_head, tmp_path):
     from avedge.sweep.ray_executor import RayExecutor
 
-    ex = RayExecutor(ray_head, fn=echo_pid)
+    ex = RayExecutor(ray_head, fn=echo_pid, num_cpus=1)  # two at a time on the 2-CPU head
     specs = [{"i": i, "out_dir": str(tmp_path / f"t{i}")} for i in range(4)]
     specs += [{"i": 4, "fail": "raise", "trial_id": "raises", "out_dir": str(tmp_path / "t4")},
               {"i": 5, "fail": "die", "trial_id": "dies", "out_dir": str(tmp_path / "t5")}]
@@ -179,6 +183,18 @@ def test_ray_sweep_equals_local_sweep(executor, tmp_path):
         assert 0.1 < ratio < 10, (tid, a["latency_median_ms"], b["latency_median_ms"])
     # int8 really is another artifact (so equal metrics above are not vacuous)
     assert local["int8__cpu__onnxruntime"]["metric"] != local["fp32__cpu__onnxruntime"]["metric"]
+
+
+def test_cpus_per_trial_default_to_a_whole_node(executor, ray_head):
+    """One trial per node at a time by default (undisturbed timings); a request no node
+    can hold is refused rather than queued forever."""
+    from avedge.runtime.errors import AvedgeError
+
+    from avedge.sweep.ray_executor import RayExecutor
+
+    assert executor.num_cpus == 2
+    with pytest.raises(AvedgeError, match="num_cpus=3 per trial, but the largest node"):
+        RayExecutor(ray_head, num_cpus=3)
 
 
 def _model_hashes(artifact: str) -> dict:
