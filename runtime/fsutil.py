@@ -23,10 +23,23 @@ from pathlib import Path
 from avedge.runtime.errors import AvedgeError
 
 
+def _default_mode() -> int:
+    """What open() would give a new file: 0666 less the process's umask (read from /proc
+    where it can be: setting the umask to read it races with other threads)."""
+    try:
+        with open("/proc/self/status") as f:
+            mask = next(int(line.split()[1], 8) for line in f if line.startswith("Umask:"))
+    except (OSError, StopIteration):
+        mask = os.umask(0)
+        os.umask(mask)
+    return 0o666 & ~mask
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, _default_mode())  # mkstemp makes 0600; a written file is for others too
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -49,8 +62,7 @@ def atomic_path(path: str | Path, mode: int | None = None):
     os.close(fd)
     try:
         yield Path(tmp)
-        if mode is not None:
-            os.chmod(tmp, mode)
+        os.chmod(tmp, _default_mode() if mode is None else mode)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

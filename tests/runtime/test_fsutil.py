@@ -45,3 +45,20 @@ def test_staged_dir_refuses_a_folder_that_is_not_an_artifact(tmp_path):
     with pytest.raises(AvedgeError, match="not an avedge artifact"), staged_dir(tmp_path / "mine"):
         pass
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+
+
+def test_written_files_get_the_umask_mode_not_mkstemps_0600(tmp_path):
+    import os
+    import stat
+
+    from avedge.runtime.fsutil import atomic_path, atomic_write_json
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_json(tmp_path / "a.json", {"x": 1})
+        with atomic_path(tmp_path / "b.bin") as tmp:
+            tmp.write_bytes(b"1")
+    finally:
+        os.umask(old)
+    for name in ("a.json", "b.bin"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o644
