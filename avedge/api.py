@@ -193,13 +193,14 @@ def _resolve(model, target, weights, example_inputs, family) -> _Resolved:
 def _decide(plan: list[Component], recipe: str | None, target) -> list[tuple[Component, str]]:
     """Each component with its recipe and target decided, with who chose the recipe. A
     component sent to another target (an NPU board's run-once encoder on the paired
-    phone) keeps that target's default: the user's recipe is for the board."""
+    phone) keeps that target's default: the user's recipe is for the board; so does one
+    the family marks `takes_user_recipe=False`."""
     from avedge.targets import get_target
 
     out = []
     for c in plan:
         comp_target = target if c.target in (None, target.name) else get_target(c.target)
-        user = recipe if comp_target.name == target.name else None
+        user = recipe if comp_target.name == target.name and c.takes_user_recipe else None
         name, source = choose_recipe(user, c.recipe, comp_target)
         out.append((dataclasses.replace(c, recipe=name, target=comp_target.name), source))
     return out

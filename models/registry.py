@@ -50,6 +50,10 @@ class Component:
     # Where static int8 takes its activation ranges from: "module" (the module's own
     # calibration_inputs(), real signals) or None (perturbed copies of the examples).
     calibration: str | None = None
+    # False: the user's --recipe does not reach this graph, which keeps the plan's recipe
+    # (a run-once graph beside a per-chunk one: the recipe a user sweeps is for the
+    # compute that repeats).
+    takes_user_recipe: bool = True
 
 
 @dataclass(frozen=True)

@@ -224,6 +224,8 @@ def test_export_plan_recipes_follow_precision():
     assert recipes("cpu") == {"speaker_encoder": ("fp32", "family"),
                               "extractor": ("fp32", "target")}
     assert recipes("hearable", "fp16")["extractor"] == ("fp16", "user")  # the user wins
+    # ... on the per-chunk graph: the run-once encoder keeps the family's fp32
+    assert recipes("hearable", "int8-static")["speaker_encoder"] == ("fp32", "family")
 
 
 @pytest.mark.gpu
