@@ -152,7 +152,8 @@ def low_rank(model, config: LowRankConfig):
     if not done:
         what = ("no nn.Linear or kernel-1 nn.Conv1d" if not candidates else
                 f"no layer where rank * (in + out) < in * out (skipped: {', '.join(skipped)})")
-        scope = " attention" if config.layers == "attention" else ""
-        raise AvedgeError(f"LowRankConfig found nothing to factorise in {type(model).__name__}:"
-                          f"{scope} {what}; lower rank_ratio/energy or use another recipe")
+        scope = " (layers='attention': attention projections only)" if (
+            config.layers == "attention") else ""
+        raise AvedgeError(f"LowRankConfig found nothing to factorise in {type(model).__name__}"
+                          f"{scope}: {what}; lower rank_ratio/energy or use another recipe")
     return model
