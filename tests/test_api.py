@@ -167,7 +167,8 @@ def test_plan_decides_without_lowering_and_names_the_weights(tiny_weights):
     assert [(c["name"], c["recipe"], c["recipe_source"]) for c in d["components"]] == [
         ("speaker_encoder", "fp32", "family"), ("extractor", "int8", "family")]
     user = plan("speech-extractor", "hearable", recipe="fp16", weights=tiny_weights)
-    assert [c["recipe_source"] for c in user.describe()["components"]] == ["user", "user"]
+    # the user's recipe reaches the per-chunk graph; the run-once encoder keeps the family's
+    assert [c["recipe_source"] for c in user.describe()["components"]] == ["family", "user"]
 
 
 def test_plan_sends_the_npu_encoder_to_the_phone_and_keeps_the_precision_override():

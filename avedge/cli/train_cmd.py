@@ -64,7 +64,10 @@ def run(args) -> int:
     if opts.calibration_set is not None:
         from avedge.models.registry import family_of_trainer
 
-        write = family_of_trainer(args.trainer).write_calibration_set
+        # The family's own calibration file, written by its main trainer's command only
+        # (a fine-tuning trainer such as speech-extractor-npu reads it, never rewrites it).
+        fam = family_of_trainer(args.trainer)
+        write = fam.write_calibration_set if fam.name == args.trainer else None
         if write is None:
             raise AvedgeError(f"--calibration-set does not apply to {args.trainer!r}")
         if opts.calibration_set < 1:

@@ -271,10 +271,6 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
-
 def peak_rss_mb() -> float:
     """This process's peak resident memory (MB). Linux's VmHWM: ru_maxrss of a process
     started by fork carries the parent's peak over (a 600 MB driver made every trial read
@@ -287,3 +283,8 @@ def peak_rss_mb() -> float:
     except OSError:
         pass
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
