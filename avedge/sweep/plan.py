@@ -58,19 +58,20 @@ def _unique(names: list[str]) -> list[str]:
 def validate(sweep: Sweep) -> Sweep:
     """The sweep with names deduplicated, or AvedgeError (one line naming what was wrong
     and what is accepted) for anything a trial could not even start with."""
-    from avedge.quantize.recipes import RECIPES
+    from avedge.quantize.recipes import PARAMETRIC, RECIPES, get_recipe
     from avedge.runtime.backends import BACKEND_NAMES
     from avedge.runtime.errors import UnknownNameError
     from avedge.targets import get_target
 
     recipes, targets = _unique(sweep.recipes), _unique(sweep.targets)
     backends = _unique(sweep.backends) if sweep.backends is not None else None
+    known = ", ".join([*RECIPES, *PARAMETRIC])  # parametric ones by their pattern name
     if not recipes:
-        raise AvedgeError(f"--recipes names no recipe; known: {', '.join(RECIPES)}")
-    unknown = [r for r in recipes if r not in RECIPES]
+        raise AvedgeError(f"--recipes names no recipe; known: {known}")
+    unknown = [r for r in recipes if not _resolves(get_recipe, r)]
     if unknown:
         raise AvedgeError(f"unknown recipe{'s' if len(unknown) > 1 else ''} "
-                          f"{', '.join(map(repr, unknown))}; known: {', '.join(RECIPES)}")
+                          f"{', '.join(map(repr, unknown))}; known: {known}")
     if not targets:
         raise AvedgeError("--targets names no target; see `avedge targets`")
     for t in targets:
@@ -149,3 +150,14 @@ def trial_specs(sweep: Sweep, trials_dir: Path) -> list[dict]:
                               "runs": sweep.runs, "warmup": sweep.warmup,
                               "out_dir": str((trials_dir / tid).resolve())})
     return specs
+
+
+def _resolves(get_recipe, name: str) -> bool:
+    """Whether `name` is a recipe (named, or parametric like int8-keep-2)."""
+    from avedge.runtime.errors import UnknownNameError
+
+    try:
+        get_recipe(name)
+    except UnknownNameError:
+        return False
+    return True

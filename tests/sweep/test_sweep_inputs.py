@@ -30,6 +30,15 @@ def test_unknown_recipe_is_refused_with_the_known_ones_and_nothing_is_written(tm
     assert not out.exists()
 
 
+def test_parametric_recipes_are_known_to_a_sweep():
+    from avedge.sweep.plan import Sweep, validate
+
+    sweep = validate(Sweep("tiny-stream", ["int8-keep-2", "int8-static-keep-1"], ["cpu"]))
+    assert sweep.recipes == ["int8-keep-2", "int8-static-keep-1"]
+    with pytest.raises(Exception, match="'int8-keep-0'"):  # K >= 1
+        validate(Sweep("tiny-stream", ["int8-keep-0"], ["cpu"]))
+
+
 @pytest.mark.parametrize("args, says", [
     (["--targets", "toaster"], "unknown target 'toaster'"),
     (["--targets", "cpu", "--backends", "tpu"], "unknown backend 'tpu'"),
