@@ -1,0 +1,234 @@
+"""Video files in and out for the runtime: numpy + PyAV (FFmpeg), no torch.
+
+    >>> from avedge.runtime.video_io import read_video, write_video      # doctest: +SKIP
+    >>> v = read_video("talk.mp4")            # any frame rate, resampled to 25 fps
+    >>> v.frames.shape, v.fps, v.audio_rate   # doctest: +SKIP
+    ((250, 480, 640, 3), 25.0, 48000)
+    >>> v.source_index[:4]                    # which decoded frame each output frame is
+    >>> write_video("out.mp4", v.frames, 25, audio=v.audio, rate=v.audio_rate)  # doctest: +SKIP
+
+Documented handling:
+  - containers: whatever FFmpeg reads (mp4, mov, avi, mkv, webm, ...); the first video
+    stream is used, the first audio stream (if any) gives `audio`;
+  - any or a variable frame rate: resampled to a constant `fps` by nearest timestamp: output
+    frame k is the source frame whose presentation time is nearest to t0 + k / fps (t0 the
+    first frame's time); `source_index` and `frame_times` say which frame and when. The
+    output covers the video's duration (last timestamp + last frame's duration);
+  - any pixel format (RGBA, grayscale, YUV): converted to RGB uint8;
+  - audio: any channels, mixed to mono float32; kept at its own rate unless `audio_rate` is
+    given (then resampled by FFmpeg); None when the file has no audio stream. Sample 0 is at
+    the first video frame's time (a later-starting track is padded with silence, an earlier
+    one trimmed). Audio and video lengths are not forced equal (AAC pads to 1024-sample
+    frames; the caller compares `duration_s` with the audio length);
+  - AVI carries no presentation times (FFmpeg's guesses disorder B-frames): its frames are
+    counted at the stream's nominal rate;
+  - missing file, not a video, no video stream, no decodable frame, corrupt data: InputError,
+    one line naming the file.
+Frames are kept in memory at full size: fine for clips (10 s of 640x480 is ~230 MB at
+25 fps); a caller with long videos should read windows or crop as it goes.
+Writes are atomic (a temporary sibling, renamed into place).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+from avedge.runtime.errors import InputError
+from avedge.runtime.fsutil import atomic_path
+
+ACCEPTED = "a video file FFmpeg can read (mp4, mov, avi, mkv, webm) with a video stream"
+# Output containers -> (video codec, audio codec). H.264 and AAC where the container takes
+# them (libx264 ships in PyAV's wheel); webm only takes VP8/VP9 and Vorbis/Opus.
+WRITE_CODECS = {
+    ".mp4": ("libx264", "aac"), ".mov": ("libx264", "aac"), ".mkv": ("libx264", "aac"),
+    ".avi": ("libx264", "aac"), ".webm": ("libvpx-vp9", "libopus"),
+}
+
+
+@dataclass
+class Video:
+    frames: np.ndarray  # (N, H, W, 3) uint8 RGB at a constant `fps`
+    fps: float
+    audio: np.ndarray | None  # (S,) float32 mono, or None without an audio stream
+    audio_rate: int | None
+    frame_times: np.ndarray  # (N,) float64 s: timestamp of the source frame used for each
+    source_index: np.ndarray  # (N,) int64: decoded-frame index used for each output frame
+    source_frames: int  # frames decoded from the file
+    source_fps: float  # the file's average frame rate (decoded frames / their span)
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.frames) / self.fps
+
+
+def read_video(path, fps: float = 25.0, audio_rate: int | None = None) -> Video:
+    """Read a video file as RGB frames at a constant `fps` and its audio track as mono."""
+    import av  # lazy: `import avedge.runtime` stays light
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"video file {str(p)!r} does not exist; expected {ACCEPTED}")
+    if not fps > 0:
+        raise InputError(f"fps must be positive, got {fps!r}")
+    try:
+        container = av.open(str(p), "r")
+    except (av.FFmpegError, UnicodeDecodeError) as exc:
+        raise InputError(f"{str(p)!r} is not a readable video ({_reason(exc)}); "
+                         f"expected {ACCEPTED}") from None
+    with container:
+        if not container.streams.video:
+            raise InputError(f"{str(p)!r} has no video stream; expected {ACCEPTED}")
+        vstream = container.streams.video[0]
+        astream = container.streams.audio[0] if container.streams.audio else None
+        try:
+            picked, audio, rate, stats = _decode(av, container, vstream, astream, fps,
+                                                 audio_rate)
+        except av.FFmpegError as exc:
+            raise InputError(f"{str(p)!r} is corrupt or truncated ({_reason(exc)}); "
+                             f"expected {ACCEPTED}") from None
+    if not picked:
+        raise InputError(f"{str(p)!r} has a video stream but no decodable frame; "
+                         f"expected {ACCEPTED}")
+    frames = np.stack([img for img, _, _ in picked])
+    return Video(frames, float(fps), audio, rate,
+                 np.array([t for _, t, _ in picked], np.float64),
+                 np.array([i for _, _, i in picked], np.int64), *stats)
+
+
+def _decode(av, container, vstream, astream, fps, audio_rate):
+    """One pass over the packets: pick output frames as timestamps arrive (so only the
+    picked frames are converted and kept), collect the audio."""
+    vstream.thread_type = "AUTO"
+    resampler = None
+    if astream is not None:
+        resampler = av.AudioResampler(format="flt", layout="mono",
+                                      rate=audio_rate or astream.rate)
+    chunks: list[np.ndarray] = []
+    picked: list[tuple[np.ndarray, float, int]] = []
+    prev = None  # (time, index, av frame, cached rgb array)
+    t0 = None
+    n = 0
+    last_dur = None
+    streams = [vstream] + ([astream] if astream is not None else [])
+    # AVI stores no presentation times: with B-frames FFmpeg's guesses are out of order.
+    # AVI is constant-rate by design, so frames are counted at the nominal rate.
+    nominal = None
+    if "avi" in container.format.name.split(","):
+        nominal = float(vstream.average_rate or vstream.guessed_rate or fps)
+    audio_t0 = None
+    for packet in container.demux(*streams):
+        for frame in packet.decode():
+            if packet.stream.type == "audio":
+                if audio_t0 is None and frame.pts is not None and frame.time_base:
+                    audio_t0 = float(frame.pts * frame.time_base)
+                chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
+                continue
+            t = n / nominal if nominal else _frame_time(frame, n, vstream)
+            if prev is not None and t <= prev[0]:
+                continue  # a repeated or out-of-order timestamp: keep the first
+            if frame.duration:
+                last_dur = float(frame.duration * frame.time_base)
+            if t0 is None:
+                t0 = t
+            cur = [t, n, frame, None]
+            n += 1
+            if prev is not None:
+                # Every output time before this frame's time is nearest to prev or to cur.
+                while (target := t0 + len(picked) / fps) < t:
+                    src = prev if target - prev[0] <= t - target else cur
+                    picked.append(_take(src))
+            prev = cur
+    if resampler is not None:
+        chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(None)]
+    if prev is None:
+        return [], None, None, (0, 0.0)
+    span = prev[0] - t0
+    if last_dur is None or last_dur <= 0:
+        last_dur = span / (n - 1) if n > 1 else 1.0 / fps
+    total = max(1, round((span + last_dur) * fps))
+    del picked[total:]
+    while len(picked) < total:  # output times past the last frame's time
+        picked.append(_take(prev))
+    audio, rate = None, None
+    if astream is not None:
+        rate = int(audio_rate or astream.rate)
+        audio = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
+        # Sample 0 of `audio` is at the first video frame's time (the tracks may start apart).
+        shift = round(((audio_t0 or 0.0) - t0) * rate) if nominal is None else 0
+        audio = np.concatenate([np.zeros(shift, np.float32), audio]) if shift > 0 \
+            else audio[-shift:]
+    return picked, audio, rate, (n, n / (span + last_dur))
+
+
+def _frame_time(frame, n: int, vstream) -> float:
+    if frame.pts is not None and frame.time_base is not None:
+        return float(frame.pts * frame.time_base)
+    rate = vstream.average_rate or vstream.guessed_rate or 25
+    return n / float(rate)  # no timestamps: the container's nominal rate
+
+
+def _take(src) -> tuple[np.ndarray, float, int]:
+    if src[3] is None:  # converted once even when it fills several output frames
+        src[3] = src[2].to_ndarray(format="rgb24")
+    return src[3], src[0], src[1]
+
+
+def _reason(exc) -> str:
+    return getattr(exc, "strerror", None) or type(exc).__name__
+
+
+def write_video(path, frames, fps: float, audio=None, rate: int = 16000) -> Path:
+    """Write RGB uint8 frames (N, H, W, 3) (or grayscale (N, H, W)) at `fps`, with an
+    optional mono float32 audio track at `rate` Hz: H.264 + AAC (VP9 + Opus for .webm).
+    Odd widths/heights get one edge column/row repeated (4:2:0 needs even sizes)."""
+    import av
+
+    p = Path(path)
+    codecs = WRITE_CODECS.get(p.suffix.lower())
+    if codecs is None:
+        raise InputError(f"cannot write {str(p)!r}: accepted extensions are "
+                         f"{', '.join(WRITE_CODECS)}")
+    frames = _check_frames(frames)
+    if not fps > 0:
+        raise InputError(f"fps must be positive, got {fps!r}")
+    if audio is not None:
+        audio = np.asarray(audio, np.float32)
+        if audio.ndim != 1 or not np.isfinite(audio).all():
+            raise InputError(f"audio must be a finite 1-D (mono) array, got shape {audio.shape}")
+    if not p.parent.is_dir():
+        raise InputError(f"cannot write {str(p)!r}: folder {str(p.parent)!r} does not exist")
+    with atomic_path(p) as tmp, av.open(str(tmp), "w") as out:
+        vs = out.add_stream(codecs[0], rate=Fraction(fps).limit_denominator(1001))
+        vs.height, vs.width = frames.shape[1], frames.shape[2]
+        vs.pix_fmt = "yuv420p"
+        if codecs[0] == "libx264":
+            vs.options = {"crf": "18"}  # near-transparent: written clips are read back
+        aus = None
+        if audio is not None:
+            aus = out.add_stream(codecs[1], rate=int(rate), layout="mono")
+        for img in frames:
+            out.mux(vs.encode(av.VideoFrame.from_ndarray(img, format="rgb24")))
+        out.mux(vs.encode(None))
+        if aus is not None and len(audio):
+            af = av.AudioFrame.from_ndarray(audio[None, :], format="flt", layout="mono")
+            af.sample_rate, af.pts = int(rate), 0
+            out.mux(aus.encode(af))  # PyAV cuts it into the encoder's frame size
+        if aus is not None:
+            out.mux(aus.encode(None))
+    return p
+
+
+def _check_frames(frames) -> np.ndarray:
+    a = np.asarray(frames)
+    if a.ndim == 3:
+        a = np.repeat(a[..., None], 3, axis=3)  # grayscale
+    if a.ndim != 4 or a.shape[3] != 3 or a.shape[0] == 0 or min(a.shape[1:3]) < 2:
+        raise InputError(f"frames must be (N, H, W, 3) RGB or (N, H, W) grayscale with "
+                         f"N >= 1 and H, W >= 2, got shape {a.shape}")
+    if a.dtype != np.uint8:
+        raise InputError(f"frames must be uint8 (0..255), got dtype {a.dtype}")
+    pad = ((0, 0), (0, a.shape[1] % 2), (0, a.shape[2] % 2), (0, 0))
+    return np.ascontiguousarray(np.pad(a, pad, mode="edge") if any(p[1] for p in pad) else a)
