@@ -23,7 +23,8 @@ Documented handling:
   - AVI carries no presentation times (FFmpeg's guesses disorder B-frames): its frames are
     counted at the stream's nominal rate;
   - missing file, not a video, no video stream, no decodable frame, corrupt data: InputError,
-    one line naming the file.
+    one line naming the file. A truncated mp4/mov (index at the end) is refused; a
+    truncated mkv/webm yields the frames before the cut (compare `source_frames`).
 Frames are kept in memory at full size: fine for clips (10 s of 640x480 is ~230 MB at
 25 fps); a caller with long videos should read windows or crop as it goes.
 Writes are atomic (a temporary sibling, renamed into place).
