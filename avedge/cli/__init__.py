@@ -43,7 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
 # extra that brings each: a runtime-only install gets one line naming it, not a traceback.
 EXTRA_OF = {"torch": "export", "torchao": "export", "executorch": "export", "onnx": "export",
             "onnxscript": "export", "safetensors": "export", "tqdm": "train",
-            "pyaudio": "audio", "matplotlib": "sweep", "ray": "sweep", "torch_pruning": "sweep"}
+            "pyaudio": "audio", "matplotlib": "sweep", "ray": "sweep", "torch_pruning": "sweep",
+            "av": "lipread", "flashlight": "lipread"}
 
 
 def main(argv: list[str] | None = None) -> int:
