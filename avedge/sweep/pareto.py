@@ -37,6 +37,10 @@ def front(points: list[dict], y, higher_is_better: bool) -> list[dict]:
     return out
 
 
+MAX_LABELLED = 8
+LOG_SPAN = 5.0  # latencies spanning more than this ratio get a log axis
+
+
 def plot_png(results: list[dict], title: str) -> tuple[bytes, list[str]]:
     """-> (PNG bytes, trial ids on the front). Matplotlib's Agg canvas, no display."""
     from matplotlib.figure import Figure
@@ -55,10 +59,18 @@ def plot_png(results: list[dict], title: str) -> tuple[bytes, list[str]]:
                 drawstyle="steps-post",
                 marker="o", markersize=3, label="Pareto front")
         front_ids = {r["trial_id"] for r in on_front}
-        for r in pts:  # the front's points in black, the others in grey
+        # Past a handful of points the labels of a cluster print over each other: then only
+        # the front is labelled (every point is in the report's table).
+        labelled = pts if len(pts) <= MAX_LABELLED else on_front
+        labelled = sorted(labelled, key=lambda r: r["latency_median_ms"])
+        for i, r in enumerate(labelled):  # the front's points in black, the others in grey
+            # Neighbours' labels stagger downwards so close points stay readable.
             ax.annotate(LABEL.format(**r), (r["latency_median_ms"], y(r)), fontsize=7,
-                        xytext=(4, 4), textcoords="offset points",
+                        xytext=(4, 4 - 10 * (i % 3)), textcoords="offset points",
                         color="black" if r["trial_id"] in front_ids else "0.55")
+        lat = [r["latency_median_ms"] for r in pts if r["latency_median_ms"] > 0]
+        if lat and max(lat) > LOG_SPAN * min(lat):  # one slow outlier squeezes the rest
+            ax.set_xscale("log")
         ax.legend(loc="best", fontsize=8)
     else:
         ax.text(0.5, 0.5, "no trial finished with a latency", ha="center",
