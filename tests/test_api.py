@@ -74,28 +74,6 @@ def test_target_export_of_a_module_and_avedge_export_agree_with_targets_listing(
 
 # ------------------------------------------------- speech extractor, the composite artifact
 
-@pytest.fixture(scope="module")
-def tiny_weights(tmp_path_factory) -> str:
-    from avedge.models.speech_extractor import model as se
-
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("w") / "tiny.safetensors"
-    se.save_weights(se.Extractor(se.Dims(d_model=16, d_hidden=32, n_blocks=2)), path)
-    return str(path)
-
-
-@pytest.fixture(scope="module")
-def val_bank(tmp_path_factory) -> Path:
-    """Two espeak val-split voices (~1 s to build): enough for the val eval set."""
-    from avedge.models.corpus import voicebank
-    from avedge.models.corpus.voices import small_bank_voices
-
-    d = tmp_path_factory.mktemp("bank")
-    voicebank.build_bank(d, voices=small_bank_voices({"val": 2}), n_per_voice={"espeak": 2},
-                         seed=0)
-    return d
-
-
 @pytest.mark.slow
 def test_python_and_cli_write_the_same_hearable_speech_extractor(tmp_path, tiny_weights,
                                                                   val_bank, monkeypatch,

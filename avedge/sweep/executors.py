@@ -36,13 +36,8 @@ def make_executor(ray_address: str | None, workers: int = 1) -> Executor:
         raise AvedgeError(f"--workers must be an integer >= 1, got {workers!r}")
     if ray_address is None:
         return LocalExecutor(workers)
-    try:
-        from avedge.sweep.ray_executor import RayExecutor
-    except ModuleNotFoundError as exc:
-        if exc.name == "ray":
-            raise AvedgeError("--ray needs the ray package, which is not installed here; "
-                              "pip install 'avedge[sweep]'") from exc
-        raise
+    from avedge.sweep.ray_executor import RayExecutor  # imports ray itself, naming the extra
+
     return RayExecutor(ray_address)
 
 

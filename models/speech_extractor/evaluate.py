@@ -64,28 +64,46 @@ def score(extraction, examples: list[dict]) -> np.ndarray:
     return np.asarray(gains)
 
 
+def _val_examples(n: int, bank_dir, conditions: str) -> tuple[dict, list | None]:
+    """-> (the result dict without a value, with the eval set's provenance; the `n` val
+    mixtures, or None with the dict's "reason" saying why there are none)."""
+    from avedge.models.corpus.voicebank import default_bank_dir, open_bank
+
+    bank = Path(bank_dir or default_bank_dir())
+    provenance = {"name": "val", "source": "voice bank", "bank": str(bank), "split": "val",
+                  "seed": SEED, "conditions": conditions}
+    out = {"name": METRIC, "value": None, "n": 0, "eval_set": provenance}
+    if not (bank / "voices").is_dir():
+        return {**out, "reason": f"no voice bank at {bank} to draw the eval set from (build "
+                                 f"one with `avedge corpus --build-bank DIR`, set "
+                                 f"AVEDGE_VOICEBANK=DIR)"}, None
+    try:
+        info = open_bank(bank).info()  # which bank: its generator and seed
+        provenance.update({"bank_generator_version": info.get("generator_version"),
+                           "bank_seed": info.get("seed")})
+        return out, eval_set("val", n, bank)
+    except AvedgeError as exc:  # a bank without val voices
+        return {**out, "reason": str(exc)}, None
+
+
+def _scored(out: dict, gains: np.ndarray, backend: str) -> dict:
+    return {**out, "value": round(float(gains.mean()), 3), "n": len(gains),
+            "se_db": round(standard_error(gains), 3),  # standard error of the mean
+            "backend": backend}
+
+
 @torch.no_grad()
 def score_module(module, n: int = MEASURE_N, bank_dir=None) -> dict:
     """SI-SDRi of the eager extractor (no export) on the same `n` val mixtures `measure`
     scores an artifact on: enrollment through `module.speaker_encoder` (fitted to its clip
     length as the runtime fits it), the mixture through `module` as one causal pass
     (model.extract). -> the dict `measure` returns, "backend": "eager"."""
-    from avedge.models.corpus.voicebank import default_bank_dir
     from avedge.models.speech_extractor.model import extract
     from avedge.models.speech_extractor.speaker_encoder import ENROLL_SAMPLES, fit_enrollment
 
-    bank = Path(bank_dir or default_bank_dir())
-    provenance = {"name": "val", "source": "voice bank", "bank": str(bank), "split": "val",
-                  "seed": SEED, "conditions": "as measure(), through the eager module"}
-    out = {"name": METRIC, "value": None, "n": 0, "eval_set": provenance}
-    if not (bank / "voices").is_dir():
-        return {**out, "reason": f"no voice bank at {bank} to draw the eval set from (build "
-                                 f"one with `avedge corpus --build-bank DIR`, set "
-                                 f"AVEDGE_VOICEBANK=DIR)"}
-    try:
-        examples = eval_set("val", n, bank)
-    except AvedgeError as exc:  # a bank without val voices
-        return {**out, "reason": str(exc)}
+    out, examples = _val_examples(n, bank_dir, "as measure(), through the eager module")
+    if examples is None:
+        return out
     module.eval()
     gains = []
     for e in examples:
@@ -96,35 +114,20 @@ def score_module(module, n: int = MEASURE_N, bank_dir=None) -> dict:
         est = extract(module, mix, emb)[0]
         gains.append(float(si_sdri(est, torch.from_numpy(np.asarray(e["target"], np.float32)),
                                    mix[0])))
-    gains = np.asarray(gains)
-    return {**out, "value": round(float(gains.mean()), 3), "n": len(gains),
-            "se_db": round(standard_error(gains), 3), "backend": "eager"}
+    return _scored(out, np.asarray(gains), "eager")
 
 
 def measure(artifact_dir, bank_dir=None, n: int = MEASURE_N, backend: str | None = None) -> dict:
     """SI-SDRi of the artifact at `artifact_dir` on `n` val mixtures, through the runtime
     (on `backend`; None: the artifact's first available).
     -> {"name", "value" (dB or None), "n", "eval_set": {...}, "backend" | "reason"}."""
-    from avedge.models.corpus.voicebank import default_bank_dir, open_bank
     from avedge.runtime.pipelines.extraction import Extraction
 
-    bank = Path(bank_dir or default_bank_dir())
-    provenance = {"name": "val", "source": "voice bank", "bank": str(bank), "split": "val",
-                  "seed": SEED, "conditions": CONDITIONS_TEXT}
-    out = {"name": METRIC, "value": None, "n": 0, "eval_set": provenance}
-    if not (bank / "voices").is_dir():
-        return {**out, "reason": f"no voice bank at {bank} to draw the eval set from (build "
-                                 f"one with `avedge corpus --build-bank DIR`, set "
-                                 f"AVEDGE_VOICEBANK=DIR)"}
+    out, examples = _val_examples(n, bank_dir, CONDITIONS_TEXT)
+    if examples is None:
+        return out
     try:
-        info = open_bank(bank).info()  # which bank: its generator and seed
-        provenance.update({"bank_generator_version": info.get("generator_version"),
-                           "bank_seed": info.get("seed")})
-        examples = eval_set("val", n, bank)
         extraction = Extraction.from_artifact(artifact_dir, backend=backend)
-    except AvedgeError as exc:  # a bank without val voices; graphs this host cannot run
+    except AvedgeError as exc:  # graphs this host cannot run
         return {**out, "reason": str(exc)}
-    gains = score(extraction, examples)
-    return {**out, "value": round(float(gains.mean()), 3), "n": len(gains),
-            "se_db": round(standard_error(gains), 3),  # standard error of the mean
-            "backend": extraction.extractor.backend}
+    return _scored(out, score(extraction, examples), extraction.extractor.backend)
