@@ -31,6 +31,7 @@ FAMILIES: dict[str, str] = {
     "tiny-stream": "avedge.models.tiny_stream:FAMILY",
     "face-renderer": "avedge.models.face_renderer:FAMILY",
     "speech-extractor": "avedge.models.speech_extractor:FAMILY",
+    "lipreader": "avedge.models.lipreader:FAMILY",
 }
 
 

@@ -1,0 +1,70 @@
+"""The lip-reader family: video, audio or both -> characters, token rate chosen at run time.
+
+Files: model.py (the network and its weights I/O), tokenizer.py (characters <-> CTC
+labels), lexicon.py (the corpus word list shipped with the artifact), data.py and
+train.py (the trainer), weights/ (the shipped safetensors with the record of its run).
+
+An artifact holds one graph per token rate ("rate1", "rate2", "rate4"), each taking a
+fixed window of model.WINDOW frames; the manifest's extra carries what the runtime needs
+to feed and decode them without importing models/ (vocabulary, separator, frame and
+sample rates, ROI size and normalisation, window, lexicon).
+"""
+
+from __future__ import annotations
+
+from avedge.models.lipreader.model import (
+    FPS,
+    HOP_SAMPLES,
+    NAME,
+    RATES,
+    ROI,
+    ROI_MEAN,
+    ROI_STD,
+    SAMPLE_RATE,
+    WEIGHTS_FILE,
+    WINDOW,
+    AtRate,
+    Dims,
+    LipReader,
+    build,
+    example_inputs,
+)
+from avedge.models.registry import Component, Family, TargetFacts
+
+__all__ = ["FAMILY", "AtRate", "Dims", "LipReader", "build", "example_inputs"]
+
+
+def component_name(rate: int) -> str:
+    return f"rate{rate}"
+
+
+def export_plan(module: LipReader, facts: TargetFacts) -> list[Component]:
+    """One graph per token rate, all sharing the weights (each file holds its own copy:
+    a device that only needs one rate can drop the others)."""
+    ex = example_inputs(module)
+    return [Component(component_name(r), AtRate(module, r), ex) for r in RATES]
+
+
+def manifest_extra() -> dict:
+    from avedge.models.lipreader.lexicon import corpus_lexicon
+    from avedge.models.lipreader.tokenizer import SEPARATOR, VOCAB
+
+    return {"task": "lipread", "vocab": list(VOCAB), "separator": SEPARATOR,
+            "fps": FPS, "sample_rate": SAMPLE_RATE, "hop_samples": HOP_SAMPLES,
+            "window": WINDOW, "rates": {str(r): component_name(r) for r in RATES},
+            "roi": ROI, "roi_mean": ROI_MEAN, "roi_std": ROI_STD,
+            "lexicon": corpus_lexicon()}
+
+
+FAMILY = Family(
+    name=NAME,
+    summary="lip reading / speech recognition: video, audio or both; token rate 1, 2 or 4",
+    build=build,
+    example_inputs=example_inputs,
+    dims=Dims,
+    weights={"default": WEIGHTS_FILE},
+    export_plan=export_plan,
+    manifest_extra=manifest_extra,
+    metric="wer",
+    trainers={"lipreader": "avedge.models.lipreader.train"},
+)

@@ -42,10 +42,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from avedge.models.lipreader.tokenizer import VOCAB
 from torch import nn
 from torch.nn import functional as F
-
-from avedge.models.lipreader.tokenizer import VOCAB
 
 NAME = "lipreader"
 WEIGHTS_DIR = Path(__file__).parent / "weights"
@@ -123,8 +122,10 @@ class LogMel(nn.Module):
         f = torch.arange(MEL_WIN // 2 + 1, dtype=torch.float64)[:, None]
         ang = 2 * math.pi * f * n / MEL_WIN
         kern = torch.cat([torch.cos(ang), -torch.sin(ang)]) * window  # (2F, win)
-        self.register_buffer("dft", kern.float()[:, None, :], persistent=False)
-        self.register_buffer("mel", torch.from_numpy(mel_matrix(n_mels)), persistent=False)
+        # Persistent (saved with the weights): ExecuTorch's verifier refuses non-persistent
+        # buffers in an exported program.
+        self.register_buffer("dft", kern.float()[:, None, :])
+        self.register_buffer("mel", torch.from_numpy(mel_matrix(n_mels)))
         self.n_bins = MEL_WIN // 2 + 1
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
@@ -268,7 +269,7 @@ class LipReader(nn.Module):
 
         lengths (B,) frames of each item (training batches are padded); None: all T."""
         i = RATES.index(rate)
-        B, T, d = feats.shape
+        B, T = feats.shape[0], feats.shape[1]
         x = feats if rate == 1 else F.avg_pool1d(feats.transpose(1, 2), rate, rate).transpose(1, 2)
         x = x + self.rate_embedding.weight[i]
         mask = None
@@ -299,6 +300,8 @@ class AtRate(nn.Module):
             from avedge.runtime.errors import AvedgeError
             raise AvedgeError(f"token rate {rate} is not one of {RATES}")
         self.model, self.rate = model, rate
+        # Recorded in the graph's manifest (token_rates).
+        self.token_rates = {"rate": rate, "token_hz": FPS / rate, "output_hz": FPS}
 
     def forward(self, video, audio, modality):
         return self.model(video, audio, modality, self.rate)
@@ -316,9 +319,8 @@ def example_inputs(model: LipReader | None = None, frames: int = WINDOW) -> tupl
 
 def save_weights(model: LipReader, path: str | Path, meta: dict | None = None) -> None:
     """State dict + dims in the metadata, one safetensors file, written atomically."""
-    from safetensors.torch import save_file
-
     from avedge.runtime.fsutil import atomic_path
+    from safetensors.torch import save_file
 
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     metadata = {"family": NAME, "dims": json.dumps(asdict(model.dims))}
@@ -330,9 +332,8 @@ def save_weights(model: LipReader, path: str | Path, meta: dict | None = None) -
 
 
 def load_weights(path: str | Path, dims: Dims | None = None) -> LipReader:
-    from safetensors import safe_open
-
     from avedge.runtime.errors import AvedgeError
+    from safetensors import safe_open
 
     path = Path(path)
     if not path.is_file():
