@@ -22,9 +22,8 @@ from avedge.models.corpus.face import (
     default_photo,
     find_mouth,
 )
+from avedge.runtime.vision.roi import ROI, ROI_SPAN
 
-ROI = 88  # standard lip-reading input: 88x88 grayscale
-ROI_SPAN = 3.6  # ROI side in mouth half-widths: the mouth is ~55 % of the ROI width
 BATCH = 128
 GRAY = (0.299, 0.587, 0.114)  # ITU-R BT.601 luma
 
