@@ -21,6 +21,7 @@ COMMANDS = [
     "demo_cmd",
     "train_cmd",
     "extract_cmd",
+    "lipread_cmd",
     "listen_cmd",
     "corpus_cmd",
     "sweep_cmd",

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
+from pathlib import Path
 
 
 def print_json(data) -> None:
@@ -30,3 +32,25 @@ def quiet_native_logs() -> None:
     warnings.filterwarnings("ignore")
     for name in ("torch", "torch.utils._pytree", "torchao", "root", "onnxruntime"):
         logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def default_artifact(family: str, target: str = "cpu", weights: str | None = None) -> Path:
+    """A family's shipped (or given) weights exported for `target`, cached by weights hash
+    and manifest format (an older avedge's cached export is made again, not refused). The
+    model code is imported here only: with --artifact a command never imports it."""
+    from avedge.api import export
+    from avedge.models.registry import get_family
+    from avedge.runtime.errors import AvedgeError
+    from avedge.runtime.manifest import FORMAT_VERSION
+
+    w = Path(weights) if weights else get_family(family).weights["default"]
+    if not w.is_file():
+        raise AvedgeError(f"no {family} weights at {w}; train them "
+                          f"(`avedge train {family}`) or pass --artifact DIR")
+    digest = hashlib.sha256(w.read_bytes()).hexdigest()[:12]
+    cache = Path.home() / ".cache" / "avedge" / "artifacts"
+    out = cache / f"{family}-{target}-v{FORMAT_VERSION}-{digest}"
+    if not (out / "manifest.json").exists():
+        print(f"exporting {w.name} for target {target} once (cached at {out})", file=sys.stderr)
+        export(family, target, out, weights=str(w))
+    return out

@@ -17,10 +17,10 @@ vs --reference, at 16 kHz) when a reference is given.
 
 from __future__ import annotations
 
-import hashlib
 import sys
 from pathlib import Path
 
+from avedge.cli import common
 from avedge.cli.common import print_json, quiet_native_logs
 
 CLIP_WARN = 0.001  # warn when more than 0.1 % of samples are clipped
@@ -44,24 +44,8 @@ def register(sub):
 
 
 def default_artifact(target: str = "cpu", weights: str | None = None) -> Path:
-    """The shipped (or given) weights exported for `target`, cached by weights hash and
-    manifest format (an older avedge's cached export is made again, not refused). The
-    model code is imported here only: with --artifact the CLI never imports it."""
-    from avedge.models.speech_extractor import model as se
-    from avedge.runtime.errors import AvedgeError
-    from avedge.runtime.manifest import FORMAT_VERSION
-
-    w = Path(weights) if weights else se.WEIGHTS_FILE
-    if not w.is_file():
-        raise AvedgeError(f"no speech-extractor weights at {w}; train them "
-                          f"(`avedge train speech-extractor`) or pass --artifact DIR")
-    digest = hashlib.sha256(w.read_bytes()).hexdigest()[:12]
-    cache = Path.home() / ".cache" / "avedge" / "artifacts"
-    out = cache / f"{FAMILY}-{target}-v{FORMAT_VERSION}-{digest}"
-    if not (out / "manifest.json").exists():
-        print(f"exporting {w.name} for target {target} once (cached at {out})", file=sys.stderr)
-        export_family(target, out, str(w))
-    return out
+    """The shipped (or given) weights exported for `target`, cached (cli/common.py)."""
+    return common.default_artifact(FAMILY, target, weights)
 
 
 def export_family(target: str, out, weights: str | None = None, recipe: str | None = None):
