@@ -19,7 +19,9 @@ from avedge.quantize.configs import (
 )
 from avedge.quantize.distill import DistillConfig
 from avedge.quantize.int4 import Int8DynActInt4WeightConfig
+from avedge.quantize.int8_qat import Int8QatConfig
 from avedge.quantize.low_rank import LowRankConfig
+from avedge.quantize.mixed_precision import keep_recipe
 from avedge.quantize.prune import PruneChannelsConfig
 from avedge.quantize.structured_prune import PruneHeadsConfig, StructuredPruneConfig
 from avedge.quantize.weight_only import Int8WeightOnlyConfig
@@ -47,6 +49,9 @@ RECIPES: dict[str, tuple] = {
     "prune-taylor-0.25-distill": (StructuredPruneConfig(ratio=0.25, importance="taylor"),
                                   DistillConfig()),
     "prune-conv-0.25": (StructuredPruneConfig(ratio=0.25, target="conv"),),  # conv channels
+    # torchao QAT: 200 steps with int8 fake quantizers on the Linears, distilled from the
+    # float model on its calibration inputs, then dynamic int8 (quantize/int8_qat.py)
+    "int8-qat": (Int8QatConfig(), Int8DynamicConfig()),
 }
 
 
@@ -64,12 +69,30 @@ class Recipe:
 
 
 # Parameterised names, sweepable by K: "int8-keep-2" = dynamic int8 with the 2 layers whose
-# quantization moves the output most kept fp32 (KeepFloatConfig; ranked at export).
+# quantization moves the output most kept fp32 (KeepFloatConfig; ranked at export);
+# "int8-keep-2@sens.json" keeps the 2 whose quantization cost the most task metric in a
+# sensitivity table (`avedge sensitivity MODEL --out sens.json`; mixed_precision.py).
 PARAMETRIC: dict[str, tuple] = {
     "int8-keep-K": (r"int8-keep-(\d+)",
                     lambda k: (Int8DynamicConfig(), KeepFloatConfig(top=k))),
     "int8-static-keep-K": (r"int8-static-keep-(\d+)",
                            lambda k: (Int8StaticConfig(), KeepFloatConfig(top=k))),
+    "int8-keep-K@TABLE": (r"int8-keep-(\d+)@(.+)",
+                          lambda k, table: keep_recipe(k, table, "int8")),
+    "int8-static-keep-K@TABLE": (r"int8-static-keep-(\d+)@(.+)",
+                                 lambda k, table: keep_recipe(k, table, "int8-static")),
+}
+# What each parametric name does (`avedge recipes`).
+PARAMETRIC_HELP: dict[str, str] = {
+    "int8-keep-K": "dynamic int8; the K layers whose int8 moves the graph's output most "
+                   "stay fp32 (ranked at export on calibration inputs)",
+    "int8-static-keep-K": "static int8; the K layers whose int8 moves the output most stay "
+                          "fp32",
+    "int8-keep-K@TABLE": "dynamic int8; the K layers whose int8 cost the most task metric in "
+                         "the sensitivity table TABLE (avedge sensitivity --out) stay fp32; "
+                         "the table must be for these weights",
+    "int8-static-keep-K@TABLE": "static int8; the K most metric-sensitive layers of TABLE "
+                                "(avedge sensitivity --recipe int8-static --out) stay fp32",
 }
 
 
@@ -81,7 +104,7 @@ def get_recipe(name: str) -> Recipe:
     for pattern, configs in PARAMETRIC.values():
         match = re.fullmatch(pattern, name)
         if match and int(match.group(1)) >= 1:
-            return Recipe(name, configs(int(match.group(1))))
+            return Recipe(name, configs(int(match.group(1)), *match.groups()[1:]))
     raise UnknownNameError("recipe", name, [*RECIPES, *PARAMETRIC])
 
 

@@ -169,6 +169,8 @@ def _choose_kept(module, example_inputs, config) -> tuple[tuple[str, ...], list[
     from avedge.quantize.calibration import calibration_set
     from avedge.quantize.sensitivity import quantizable_layers, rank_by_output_error
 
+    if hasattr(config, "check_module"):  # chosen from a sensitivity table: for this graph?
+        config.check_module(module)
     layers = quantizable_layers(module)
     unknown = [n for n in config.layers if n not in layers]
     if unknown:

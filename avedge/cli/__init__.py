@@ -26,6 +26,7 @@ COMMANDS = [
     "corpus_cmd",
     "sweep_cmd",
     "recipes_cmd",
+    "sensitivity_cmd",
 ]
 
 

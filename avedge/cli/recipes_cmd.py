@@ -36,6 +36,15 @@ def describe() -> list[dict]:
     return out
 
 
+def parametric() -> list[dict]:
+    """The parameterised recipe names (int8-keep-K, int8-keep-K@TABLE, ...): a pattern,
+    what it does; K and TABLE are filled in by the user (e.g. int8-keep-2@sens.json)."""
+    from avedge.quantize.recipes import PARAMETRIC, PARAMETRIC_HELP
+
+    return [{"name": name, "pattern": pattern, "what": PARAMETRIC_HELP.get(name, "")}
+            for name, (pattern, _) in PARAMETRIC.items()]
+
+
 def _config_text(c: dict) -> str:
     args = ", ".join(f"{k}={v!r}" for k, v in c.items()
                      if k not in ("type", "what", "applies_to", "formats"))
@@ -47,7 +56,7 @@ def _config_text(c: dict) -> str:
 def run(args) -> int:
     recipes = describe()
     if args.json:
-        print_json(recipes)
+        print_json(recipes)  # the named ones (a parametric name needs its K / TABLE filled in)
         return 0
     for r in recipes:
         print(r["name"])
@@ -55,4 +64,7 @@ def run(args) -> int:
             print(f"  {_config_text(c)}" if "type" in c else "  (no compression: float32 as "
                                                                "trained)")
         print(f"  targets: {', '.join(r['targets']) or '(none)'}")
+    print("parametric (K = layers kept fp32; TABLE = a file from `avedge sensitivity --out`)")
+    for p in parametric():
+        print(f"  {p['name']}: {p['what']}")
     return 0
