@@ -1,0 +1,398 @@
+"""Training of the lip reader (`avedge train lipreader`).
+
+    avedge train lipreader --corpus BANK --out models/lipreader/weights/lipreader.safetensors \
+        --minutes 110 --precision bf16 --threads 2
+
+Data: the bank's utterances rendered once into a ROI cache (models/lipreader/data.py;
+built or grown at the start of a run), then windows of at most 100 frames with the
+runtime's padding, video augmented like a ROI cropped from compressed video, audio with
+babble or noise at -10..20 dB SNR, and a modality drawn per sample (both 50 %, video
+only 25 %, audio only 25 %).
+
+Loss (matryoshka over token rates): the front-ends run once per step, then the encoder
+and CTC at every rate in RATES, summed. Validation every `eval_every` steps: greedy
+CTC WER on val-split voices, per modality, at rates 1 and 4. `--eval-only` scores the
+test split (held-out voices and faces) per modality and rate, clean and under babble,
+greedy and with the corpus lexicon's beam search.
+
+Resumable (models/common/trainer.py): the checkpoint beside OUT (OUT.ckpt.pt) resumes
+the run; OUT holds the moving average of the weights (`--ema`).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from avedge.models.common import trainer
+from avedge.models.common.batch_loader import BatchLoader, check_workers
+from avedge.models.common.weight_average import WeightAverage, check_decay
+from avedge.models.lipreader import data as D
+from avedge.models.lipreader import model as lr
+from avedge.models.lipreader import tokenizer
+from avedge.runtime.errors import AvedgeError
+from avedge.runtime.fsutil import atomic_write_json
+
+EVAL_RATES = (1, 4)  # rates scored during training (all RATES in the final evaluation)
+MODALITY_NAMES = {"video": (1.0, 0.0), "audio": (0.0, 1.0), "both": (1.0, 1.0)}
+BABBLE_DB = (5.0, 0.0, -5.0)  # final evaluation's babble SNRs
+
+
+@dataclass
+class TrainConfig:
+    corpus: str = ""  # voice bank directory (empty: the corpus default, models/corpus)
+    # ROI cache directory (empty: BANK/lipreader-cache); built or grown at the start
+    cache: str = ""
+    # Weights file to write (.safetensors); its record (.json) and checkpoint (.ckpt.pt)
+    # go beside it. Without a checkpoint a run warm-starts from this file if it exists.
+    out: str = str(lr.WEIGHTS_FILE)
+    init: str | None = None  # trained weights to start a new run from
+    steps: int = 4000  # schedule length (cosine decay); a run may stop earlier
+    # When set, the cosine schedule also ends after this many minutes of training steps
+    # (counted across resumes), whichever comes first: on a shared CPU the steps per
+    # hour are not known in advance, and a run cut by --minutes mid-schedule never anneals
+    anneal_minutes: float | None = None
+    batch: int = 8  # windows per step
+    lr: float = 1e-3  # peak learning rate
+    weight_decay: float = 1e-2  # AdamW's
+    warmup: int = 300  # steps of linear learning-rate warmup
+    clip: float = 5.0  # gradient norm clip
+    seed: int = 0  # sample draws and init
+    face_seed: int = 0  # seed of the speakers' faces (the corpus writer's --seed)
+    eval_every: int = 250  # steps between validation scores (the record's history)
+    eval_n: int = 48  # validation windows
+    checkpoint_minutes: float = 5.0  # wall time between checkpoints
+    minutes: float | None = None  # wall budget of this invocation
+    threads: int = 2  # torch threads
+    # Batch-drawing workers (models/common/batch_loader.py): 1 = a background thread
+    workers: int = 1
+    # The weights a run writes are the exponential moving average of its steps' weights
+    # with this decay (0 = the last step's); the history scores both
+    ema: float = 0.999
+    # "bf16": forward and backward under bfloat16 autocast (weights, optimizer and loss
+    # stay fp32); evaluation and export are always fp32
+    precision: str = "fp32"
+    device: str = "cpu"  # torch device of the steps (cpu, cuda, cuda:N)
+    # Model dimensions, JSON of lipreader Dims names (default: the reference size)
+    dims: dict = field(default_factory=lambda: asdict(lr.Dims()),
+                       metadata={"keys": "dimension"})
+
+    def paths(self) -> tuple[Path, Path, Path]:
+        """(weights, record, checkpoint)."""
+        return tuple(vars(trainer.RunFiles.beside(self.out)).values())
+
+
+def lr_at(cfg: TrainConfig, step: int, seconds: float = 0.0) -> float:
+    """Linear warmup, then cosine to 5 % of the peak at `steps` (or at anneal_minutes of
+    training, `seconds` so far, when that comes first)."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    t = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
+    if cfg.anneal_minutes:
+        t = max(t, min(1.0, seconds / (cfg.anneal_minutes * 60)))
+    return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+# ----------------------------------------------------------------------------- data
+
+class CacheData:
+    """The ROI caches of a bank's splits (built on first use of a split)."""
+
+    def __init__(self, cfg: TrainConfig, log=print):
+        from avedge.models.corpus.voicebank import open_bank
+
+        self.cfg = cfg
+        self.bank = open_bank(cfg.corpus or None)
+        self.cache_dir = Path(cfg.cache) if cfg.cache else D.default_cache(self.bank.root)
+        self.log = log
+        self.splits: dict[str, D.SplitCache] = {}
+
+    def split(self, name: str) -> D.SplitCache:
+        if name not in self.splits:
+            c = D.build_split(self.bank, name, self.cache_dir, self.cfg.face_seed,
+                              progress=self.log)
+            if not len(c):
+                raise AvedgeError(f"the bank at {self.bank.root} has no {name}-split voices")
+            self.splits[name] = c
+        return self.splits[name]
+
+    def describe(self) -> dict:
+        info = {k: v for k, v in self.bank.info().items() if k != "voices"}
+        out = {"bank": str(self.bank.root), "bank_info": info, "cache": str(self.cache_dir),
+               "face_seed": self.cfg.face_seed}
+        for name, c in self.splits.items():
+            out[name] = {"utterances": len(c), "voices": len({u["voice"] for u in c.utts}),
+                         "frames": len(c.frames),
+                         "synths": sorted({u["synth"] for u in c.utts})}
+        return out
+
+
+def make_batch(cfg: TrainConfig, cache: D.SplitCache, step: int):
+    """The batch of optimizer step `step`: a pure function of (cache, cfg, step)."""
+    rng = np.random.default_rng([cfg.seed, step])
+    items = rng.integers(len(cache), size=cfg.batch)
+    samples = [D.sample(cache, int(i), rng) for i in items]
+    mod = np.stack([D.draw_modality(rng) for _ in samples])
+    return D.collate(samples, mod)
+
+
+def eval_windows(cache: D.SplitCache, n: int, seed: int = 1234) -> list[dict]:
+    """n fixed windows of distinct utterances (no lead-in, no augmentation, clean)."""
+    rng = np.random.default_rng(seed)
+    idx = rng.permutation(len(cache))[:n]
+    return [D.sample(cache, int(i), None) for i in sorted(idx)]
+
+
+def with_babble(cache: D.SplitCache, windows: list[dict], snr_db: float,
+                seed: int = 99) -> list[dict]:
+    """The windows with babble of 4 other voices at snr_db over the real frames."""
+    out = []
+    for k, w in enumerate(windows):
+        rng = np.random.default_rng([seed, k])
+        a = w["audio"].copy()
+        s = slice(w["lead"] * D.HOP, (w["lead"] + w["frames"]) * D.HOP)
+        a[s] = D.add_noise(a[s], D.babble(cache, s.stop - s.start, w["voice"], rng, 4), snr_db)
+        out.append({**w, "audio": np.clip(a, -1, 1).astype(np.float32)})
+    return out
+
+
+# ----------------------------------------------------------------------------- scores
+
+def word_errors(ref: list[str], hyp: list[str]) -> int:
+    """Levenshtein distance over words."""
+    prev = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        cur = [i] + [0] * len(hyp)
+        for j, h in enumerate(hyp, 1):
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (r != h))
+        prev = cur
+    return prev[-1]
+
+
+def wer(refs: list[str], hyps: list[str]) -> float:
+    """Corpus word error rate (errors / reference words); jiwer when installed."""
+    pairs = [(r, h) for r, h in zip(refs, hyps, strict=True) if r.strip()]
+    if not pairs:
+        return float("nan")
+    try:
+        import jiwer
+    except ImportError:
+        errs = sum(word_errors(r.split(), h.split()) for r, h in pairs)
+        return errs / sum(len(r.split()) for r, _ in pairs)
+    return float(jiwer.wer([r for r, _ in pairs], [h for _, h in pairs]))
+
+
+@torch.no_grad()
+def log_probs(model: lr.LipReader, windows: list[dict], modality, rates,
+              batch: int = 16) -> dict[int, list[np.ndarray]]:
+    """rate -> per window (frames, V) log-probs over its real frames (padding dropped)."""
+    model.eval()
+    dev = next(model.parameters()).device
+    out: dict[int, list] = {r: [] for r in rates}
+    for k in range(0, len(windows), batch):
+        ws = windows[k: k + batch]
+        video, audio, mod, _, _ = D.collate(ws, np.tile(np.asarray(modality, np.float32),
+                                                        (len(ws), 1)))
+        feats = model.features(D.normalise(video.to(dev)), audio.to(dev), mod.to(dev))
+        for r in rates:
+            lp = model.decode_features(feats, r).float().cpu().numpy()
+            out[r] += [lp[i, w["lead"]: w["lead"] + w["frames"]] for i, w in enumerate(ws)]
+    return out
+
+
+def score(model: lr.LipReader, windows: list[dict], rates=EVAL_RATES,
+          modalities=tuple(MODALITY_NAMES), lexicon: list[str] | None = None) -> dict:
+    """{modality: {"rate<r>": {"wer": greedy WER[, "wer_lexicon": beam WER]}}}."""
+    from avedge.runtime.decoding import ctc
+
+    vocab = list(tokenizer.VOCAB)
+    refs = [" ".join(w["words"]) for w in windows]
+    res: dict = {}
+    for name in modalities:
+        lps = log_probs(model, windows, MODALITY_NAMES[name], rates)
+        res[name] = {}
+        for r in rates:
+            greedy = [ctc.greedy(lp, vocab).text for lp in lps[r]]
+            entry = {"wer": round(wer(refs, greedy), 4)}
+            if lexicon is not None:
+                beam = [ctc.beam(lp, vocab, lexicon=lexicon).text for lp in lps[r]]
+                entry["wer_lexicon"] = round(wer(refs, beam), 4)
+            res[name][f"rate{r}"] = entry
+    return res
+
+
+# ----------------------------------------------------------------------------- loop
+
+def ctc_loss(model: lr.LipReader, feats: torch.Tensor, labels: torch.Tensor,
+             label_lengths: torch.Tensor) -> torch.Tensor:
+    """Sum over RATES of the CTC loss at that rate (the front-end features shared)."""
+    B, T = feats.shape[:2]
+    lengths = torch.full((B,), T, dtype=torch.int64)
+    total = feats.new_zeros(())
+    for r in lr.RATES:
+        lp = model.decode_features(feats, r).float().transpose(0, 1)  # (T, B, V)
+        total = total + torch.nn.functional.ctc_loss(
+            lp, labels, lengths, label_lengths, blank=0, zero_infinity=True)
+    return total
+
+
+def warm_start(path: str, model: lr.LipReader) -> dict:
+    p = Path(path)
+    if p.name.endswith(".ckpt.pt"):
+        ck = trainer.load_checkpoint(p)
+        sd = ck["ema"]["model"] if ck.get("ema") else ck["model"]
+        steps, minutes = ck["state"]["step"], ck["state"]["train_seconds"] / 60
+    else:
+        sd = lr.load_weights(p).state_dict()
+        rec = p.with_suffix(".json")
+        meta = json.loads(rec.read_text()) if rec.is_file() else {}
+        steps, minutes = meta.get("steps"), meta.get("train_minutes")
+    try:
+        model.load_state_dict(sd)
+    except RuntimeError as exc:
+        raise AvedgeError(f"{path!r} does not fit dims {asdict(model.dims)}: pass their "
+                          f"--dims, or --fresh to start from scratch") from exc
+    return {"from": p.name, "steps": steps, "train_minutes": minutes}
+
+
+def train(cfg: TrainConfig, data=None, fresh: bool = False, progress: bool = True,
+          log=print) -> dict:
+    """Train (or resume) per cfg. `data` defaults to CacheData(cfg). -> the record dict."""
+    torch.set_num_threads(cfg.threads)
+    files = trainer.RunFiles.beside(cfg.out)
+    out = files.weights
+    out.parent.mkdir(parents=True, exist_ok=True)
+    dims = lr.Dims.from_json(cfg.dims)  # bad options fail before the cache is built
+    check_workers(cfg.workers)
+    check_decay(cfg.ema)
+    trainer.check_precision(cfg.precision)
+    dev = trainer.check_device(cfg.device)
+    start = trainer.starting_point(files, cfg.init, fresh, dev)
+    data = data or CacheData(cfg, log)
+    train_set = data.split("train")
+    torch.manual_seed(cfg.seed)
+    model = lr.LipReader(dims).to(dev)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    state = trainer.new_state()
+    ema_state = None
+    if start.kind == "checkpoint":
+        ck = start.checkpoint
+        if (ck_dims := lr.Dims.from_json(ck["config"]["dims"])) != dims:
+            raise AvedgeError(f"checkpoint {files.checkpoint} has dims {asdict(ck_dims)}, "
+                              f"this run {asdict(dims)}: pass its --dims, or --fresh")
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["opt"])
+        state = ck["state"]
+        ema_state = ck.get("ema")
+        log(f"resuming from {files.checkpoint} at step {state['step']}")
+    elif start.kind == "weights":
+        cfg = replace(cfg, init=str(start.weights))
+        state["warm_start"] = warm_start(cfg.init, model)
+        model.to(dev)
+        log(f"starting from {cfg.init}")
+    avg = WeightAverage(model, cfg.ema) if cfg.ema > 0 else None
+    if avg and ema_state:
+        avg.load_state_dict(ema_state)
+    val = {"set": None}
+
+    def val_set():
+        if val["set"] is None:
+            try:
+                val["set"] = eval_windows(data.split("val"), cfg.eval_n)
+            except AvedgeError as exc:
+                log(f"no validation yet: {exc}")
+        return val["set"]
+
+    def record(final: dict | None = None) -> dict:
+        rec = {"family": lr.NAME, "weights": out.name, "dims": asdict(dims),
+               "params": sum(p.numel() for p in model.parameters()),
+               "corpus": data.describe(), "config": asdict(cfg),
+               "steps": state["step"], "samples": state["samples"],
+               "video_hours": round(state["samples"] * lr.WINDOW / lr.FPS / 3600, 2),
+               "train_minutes": round(state["train_seconds"] / 60, 1),
+               "sessions": state["sessions"], "machine": trainer.machine(),
+               "roi_norm": {"mean": lr.ROI_MEAN, "std": lr.ROI_STD},
+               "history": state["history"][-40:]}
+        if "warm_start" in state:
+            rec["warm_start"] = state["warm_start"]
+        if final:
+            rec["eval"] = final
+        elif (files.record.exists() and "eval" in (old := json.loads(files.record.read_text()))
+              and old.get("steps") == state["step"]):
+            rec["eval"] = old["eval"]
+        return rec
+
+    def step(k: int, batch) -> tuple[float, dict]:
+        video, audio, mod, labels, lens = batch
+        video = D.normalise(video.to(dev, non_blocking=True))
+        audio, mod = audio.to(dev), mod.to(dev)
+        model.train()
+        for g in opt.param_groups:
+            g["lr"] = lr_at(cfg, k, state["train_seconds"])
+        with trainer.autocast(dev, cfg.precision):
+            feats = model.features(video, audio, mod)
+            loss = ctc_loss(model, feats, labels.to(dev), lens.to(dev))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        gnorm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip))
+        opt.step()
+        if avg:
+            avg.update(model, k)
+        state["samples"] += cfg.batch
+        return float(loss.detach()), {"gnorm": f"{gnorm:.1f}", "lr": f"{opt.param_groups[0]['lr']:.1e}"}
+
+    def evaluate_now(k: int) -> dict | None:
+        if not val_set():
+            return None
+        entry = {"val": score(model, val_set())}
+        if avg:
+            entry["val_ema"] = score(avg.model, val_set())
+        best = entry.get("val_ema", entry["val"])
+        log(f"step {k}: loss {state.get('loss_ema', float('nan')):.3f}, val WER (rate 1) "
+            + ", ".join(f"{m} {best[m]['rate1']['wer']:.3f}" for m in best))
+        return entry
+
+    def save() -> None:
+        trainer.save_run(
+            files, {"model": model.state_dict(), "ema": avg.state_dict() if avg else None,
+                    "opt": opt.state_dict(), "state": state, "config": asdict(cfg)},
+            lambda path: lr.save_weights(avg.model if avg else model, path,
+                                         meta={"steps": state["step"]}),
+            record())
+
+    loader = BatchLoader(functools.partial(make_batch, cfg), train_set, state["step"],
+                         cfg.workers)
+    trainer.run_loop(state, trainer.LoopSettings(cfg.steps, cfg.minutes, cfg.checkpoint_minutes,
+                                                 cfg.eval_every),
+                     batches=loader, step=step, evaluate=evaluate_now,
+                     save=save, progress=progress, log=log)
+    log(f"saved {out} and {files.checkpoint} at step {state['step']}")
+    return record()
+
+
+def final_eval(cfg: TrainConfig, n: int = 200, data=None, log=print) -> dict:
+    """Test split (held-out voices and faces): WER per modality and rate, clean and
+    under babble, greedy and with the corpus lexicon's beam; written into the record."""
+    out, rec_path, _ = cfg.paths()
+    data = data or CacheData(cfg, log)
+    test = data.split("test")
+    model = lr.load_weights(out)
+    windows = eval_windows(test, n)
+    lexicon = D.corpus_lexicon()
+    res = {"clean": score(model, windows, lr.RATES, lexicon=lexicon)}
+    for snr in BABBLE_DB:  # video-only does not hear the babble: scored clean only
+        res[f"babble_{snr:g}db"] = score(model, with_babble(test, windows, snr), lr.RATES,
+                                         ("audio", "both"), lexicon=lexicon)
+    res["conditions"] = (f"{len(windows)} test-split windows (held-out voices and faces), "
+                         f"<= {lr.WINDOW} frames, whole utterances or word-bounded crops, "
+                         f"no augmentation; babble = 4 other test voices; eager fp32")
+    rec = json.loads(rec_path.read_text()) if rec_path.exists() else {}
+    rec["eval"] = res
+    rec.setdefault("corpus", {}).update({"test": data.describe().get("test")})
+    atomic_write_json(rec_path, rec, indent=1)
+    return res

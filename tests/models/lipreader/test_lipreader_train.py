@@ -1,0 +1,176 @@
+"""The lip reader's ROI cache, training windows and trainer, on a tiny espeak bank."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from avedge.models.corpus import voicebank
+from avedge.models.corpus.voices import small_bank_voices
+from avedge.models.lipreader import data as D
+from avedge.models.lipreader import model as lr
+from avedge.models.lipreader import tokenizer
+from avedge.models.lipreader import train as T
+
+TINY = {"stem_channels": 4, "cnn_channels": [8, 8, 8], "d_model": 16, "heads": 2, "ffn": 16,
+        "layers": 1, "n_mels": 16}
+VOICES = small_bank_voices({"train": 2, "val": 1, "test": 1})
+
+
+@pytest.fixture(scope="module")
+def bank(tmp_path_factory):
+    d = tmp_path_factory.mktemp("lipbank")
+    voicebank.build_bank(d, voices=VOICES, n_per_voice={"espeak": 2}, seed=0)
+    return d
+
+
+@pytest.fixture(scope="module")
+def cache(bank):
+    return D.build_cache(bank, splits=("train", "val", "test"))
+
+
+def test_cache_grows_with_the_bank_and_keeps_what_it_has(tmp_path, monkeypatch):
+    from avedge.models.corpus import render
+
+    train = [v for v in VOICES if voicebank.split_of(v) == "train"]
+    voicebank.build_bank(tmp_path, voices=train[:1], n_per_voice={"espeak": 2}, seed=0)
+    first = D.build_split(voicebank.open_bank(tmp_path), "train", tmp_path / "c")
+    assert len(first) == 2 and first.frames.shape[0] == sum(u["frames"] for u in first.utts)
+    old = np.array(first.frames)
+
+    calls = []
+    real = render.render_roi
+    monkeypatch.setattr(render, "render_roi", lambda sp, p: calls.append(len(p)) or real(sp, p))
+    voicebank.build_bank(tmp_path, voices=train, n_per_voice={"espeak": 2}, seed=0)
+    grown = D.build_split(voicebank.open_bank(tmp_path), "train", tmp_path / "c")
+    assert len(calls) == 2  # only the new voice's two utterances were rendered
+    assert len(grown) == 4 and {u["voice"] for u in grown.utts} == set(train)
+    np.testing.assert_array_equal(grown.frames[: len(old)], old)
+    assert np.load(tmp_path / "c" / "train" / "frames.npy", mmap_mode="r").shape == \
+        grown.frames.shape  # the header follows the index: a plain .npy
+    again = D.build_split(voicebank.open_bank(tmp_path), "train", tmp_path / "c")
+    assert len(calls) == 2 and len(again) == 4
+    for u in grown.utts:  # audio is the bank's, padded to whole frames
+        assert u["samples"] <= u["frames"] * D.HOP < u["samples"] + D.HOP
+
+
+def test_test_split_faces_are_the_corpus_writers(bank, cache, tmp_path):
+    from avedge.models.corpus.writer import write_corpus
+
+    write_corpus(tmp_path, n=1, split="test", bank_dir=bank)
+    meta = json.loads(next((tmp_path / "test").glob("*.json")).read_text())
+    roi = np.load(next((tmp_path / "test").glob("*.npz")))["roi"]
+    voice, index = meta["bank_utterance"]
+    test = cache["test"]
+    i = next(k for k, u in enumerate(test.utts) if (u["voice"], u["index"]) == (voice, index))
+    np.testing.assert_array_equal(test.video(i), roi)
+
+
+def test_a_window_is_padded_like_the_runtime_pads(cache):
+    train = cache["train"]
+    for i in range(len(train)):
+        s = D.sample(train, i, np.random.default_rng(i), augment=False)
+        n, lead = s["frames"], s["lead"]
+        assert s["video"].shape == (lr.WINDOW, lr.ROI, lr.ROI) and s["video"].dtype == np.uint8
+        assert s["audio"].shape == (lr.WINDOW * lr.HOP_SAMPLES,)
+        assert 0 <= lead <= D.LEAD_IN and lead + n <= lr.WINDOW
+        v = s["video"]
+        assert (v[:lead] == v[lead]).all() and (v[lead + n:] == v[lead + n - 1]).all()
+        np.testing.assert_array_equal(v[lead: lead + n], train.video(i)[:n])
+        assert not s["audio"][: lead * lr.HOP_SAMPLES].any()
+        assert not s["audio"][(lead + n) * lr.HOP_SAMPLES:].any()
+        assert tokenizer.decode(s["labels"]) == " ".join(s["words"])
+        if n == train.utts[i]["frames"]:  # the whole utterance
+            assert s["words"] == tokenizer.normalize(train.utts[i]["text"]).split()
+
+
+def test_a_long_utterance_is_cut_at_word_boundaries(cache):
+    train = cache["train"]
+    i = max(range(len(train)), key=lambda k: train.utts[k]["frames"])
+    u = train.utts[i]
+    room = u["frames"] // 2
+    words = tokenizer.normalize(" ".join(w[0] for w in u["words"])).split()
+    seen = set()
+    for seed in range(6):
+        a, b, kept = D.crop_range(u["words"], u["frames"], room, np.random.default_rng(seed))
+        assert 0 < b - a <= room and kept
+        kept = tokenizer.normalize(" ".join(kept)).split()
+        k = next(j for j in range(len(words)) if words[j: j + len(kept)] == kept)
+        first, last = u["words"][k], u["words"][k + len(kept) - 1]
+        assert a <= first[1] * lr.FPS + 1 and b >= last[2] * lr.FPS - 1  # whole words inside
+        seen.add(a)
+    s = D.sample(train, i, np.random.default_rng(0), window=room + D.LEAD_IN)
+    assert s["frames"] <= room and tokenizer.decode(s["labels"]) == " ".join(s["words"])
+    assert len(seen) > 1  # the crop moves with the draw
+
+
+def test_augmented_batches_are_a_function_of_the_step(cache):
+    cfg = T.TrainConfig(batch=3)
+    a = T.make_batch(cfg, cache["train"], 5)
+    b = T.make_batch(cfg, cache["train"], 5)
+    c = T.make_batch(cfg, cache["train"], 6)
+    for x, y in zip(a, b, strict=True):
+        assert torch.equal(x, y)
+    assert not torch.equal(a[0], c[0])
+    video, audio, mod, labels, lens = a
+    assert video.shape == (3, lr.WINDOW, lr.ROI, lr.ROI) and audio.shape == (3, lr.WINDOW * 640)
+    assert {tuple(m) for m in mod.tolist()} <= {(1.0, 1.0), (1.0, 0.0), (0.0, 1.0)}
+    assert int(lens.sum()) == len(labels) and float(audio.abs().max()) <= 1.0
+
+
+def test_training_writes_weights_and_record_and_resumes(bank, cache, tmp_path):
+    out = tmp_path / "w.safetensors"
+    cfg = T.TrainConfig(corpus=str(bank), out=str(out), steps=3, batch=2, warmup=1,
+                        eval_every=2, eval_n=2, threads=1, dims=dict(TINY))
+    logs = []
+    rec = T.train(cfg, progress=False, log=logs.append)
+    assert rec["steps"] == 3 and out.is_file() and out.with_suffix(".ckpt.pt").is_file()
+    saved = json.loads(out.with_suffix(".json").read_text())
+    assert saved["steps"] == 3 and saved["corpus"]["train"]["utterances"] == len(cache["train"])
+    assert [h["step"] for h in saved["history"]] == [2, 3]
+    assert set(saved["history"][0]["val"]) == {"video", "audio", "both"}
+    assert 0.0 <= saved["history"][0]["val_ema"]["both"]["rate4"]["wer"]
+    model = lr.load_weights(out)
+    assert model.dims == lr.Dims.from_json(TINY)
+
+    rec = T.train(T.TrainConfig(**{**cfg.__dict__, "steps": 5}), progress=False,
+                  log=logs.append)
+    assert rec["steps"] == 5 and rec["sessions"] == 2
+    assert any("resuming" in m and "step 3" in m for m in logs)
+
+
+def test_ctc_loss_falls_on_a_repeated_batch(cache):
+    torch.manual_seed(0)
+    model = lr.LipReader(lr.Dims.from_json({**TINY, "dropout": 0.0}))
+    video, audio, mod, labels, lens = T.make_batch(T.TrainConfig(batch=2), cache["train"], 0)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(20):
+        loss = T.ctc_loss(model, model.features(D.normalise(video), audio, mod), labels, lens)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss))
+    assert np.isfinite(losses).all() and losses[-1] < 0.6 * losses[0]
+
+
+def test_wer_and_lexicon():
+    assert T.wer(["bin blue at f two now"], ["bin blue at f two now"]) == 0.0
+    assert T.wer(["bin blue at f"], ["bin red f"]) == 0.5
+    assert T.word_errors(["a", "b", "c", "d"], ["a", "x", "c"]) == 2
+    lex = D.corpus_lexicon()
+    assert lex == sorted(set(lex)) and {"bin", "fisherman", "z", "sunday"} <= set(lex)
+    assert all(w == tokenizer.normalize(w) for w in lex)
+
+
+def test_schedule_anneals_by_steps_or_by_training_time():
+    cfg = T.TrainConfig(steps=1000, warmup=10, lr=1e-3)
+    assert T.lr_at(cfg, 0) == pytest.approx(1e-4) and T.lr_at(cfg, 9) == pytest.approx(1e-3)
+    assert T.lr_at(cfg, 1000) == pytest.approx(5e-5)
+    assert T.lr_at(cfg, 100, seconds=3600) > 9e-4  # no time limit: by steps only
+    timed = T.TrainConfig(steps=1000, warmup=10, lr=1e-3, anneal_minutes=60)
+    assert T.lr_at(timed, 100, seconds=3600) == pytest.approx(5e-5)
+    assert T.lr_at(timed, 100, seconds=1800) == pytest.approx(T.lr_at(cfg, 505), rel=1e-6)
+    assert T.lr_at(timed, 900, seconds=60) == pytest.approx(T.lr_at(cfg, 900))
