@@ -140,6 +140,15 @@ def test_training_writes_weights_and_record_and_resumes(bank, cache, tmp_path):
     assert rec["steps"] == 5 and rec["sessions"] == 2
     assert any("resuming" in m and "step 3" in m for m in logs)
 
+    res = T.final_eval(cfg, n=2)  # the test split: held-out voices and faces
+    assert set(res["clean"]) == {"video", "audio", "both"}
+    assert set(res["clean"]["both"]) == {f"rate{r}" for r in lr.RATES}
+    assert set(res["babble_-5db"]) == {"audio", "both"}
+    entry = res["babble_0db"]["both"]["rate2"]
+    assert 0.0 <= entry["wer"] and 0.0 <= entry["wer_lexicon"]
+    saved = json.loads(out.with_suffix(".json").read_text())
+    assert saved["eval"]["clean"] == res["clean"] and saved["steps"] == 5
+
 
 def test_ctc_loss_falls_on_a_repeated_batch(cache):
     torch.manual_seed(0)
