@@ -2,7 +2,7 @@
 
 Files: model.py (the network and its weights I/O), tokenizer.py (characters <-> CTC
 labels), lexicon.py (the corpus word list shipped with the artifact), data.py and
-train.py (the trainer), weights/ (the shipped safetensors with the record of its run).
+train.py (the trainer), evaluate.py (the metric on an artifact / eager module), weights/ (the shipped safetensors with the record of its run).
 
 An artifact holds one graph per token rate ("rate1", "rate2", "rate4"), each taking a
 fixed window of model.WINDOW frames; the manifest's extra carries what the runtime needs
@@ -56,6 +56,21 @@ def manifest_extra() -> dict:
             "lexicon": corpus_lexicon()}
 
 
+def measure(artifact_dir, n: int = 8, backend: str | None = None) -> dict:
+    """Video-only WER (%) of an artifact through the runtime on n val utterances
+    (evaluate.py)."""
+    from avedge.models.lipreader.evaluate import measure as measure_artifact
+
+    return measure_artifact(artifact_dir, n=n, backend=backend)
+
+
+def score_module(module, n: int = 8) -> dict:
+    """The same WER on the eager module."""
+    from avedge.models.lipreader.evaluate import score_module as score
+
+    return score(module, n)
+
+
 FAMILY = Family(
     name=NAME,
     summary="lip reading / speech recognition: video, audio or both; token rate 1, 2 or 4",
@@ -66,5 +81,7 @@ FAMILY = Family(
     export_plan=export_plan,
     manifest_extra=manifest_extra,
     metric="wer",
+    measure=measure,
+    score_module=score_module,
     trainers={"lipreader": "avedge.models.lipreader.train"},
 )
