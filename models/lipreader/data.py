@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 from avedge.models.lipreader import model as lr
 from avedge.models.lipreader import tokenizer
+from avedge.models.lipreader.lexicon import corpus_lexicon  # noqa: F401 (the beam's word list)
 from avedge.runtime.errors import AvedgeError
 from avedge.runtime.fsutil import atomic_write_json
 
@@ -47,16 +48,6 @@ FRAME_BYTES = ROI * ROI
 LEAD_IN = 8  # most frames of still mouth before the utterance
 HEADER = 128  # bytes of our .npy headers (fixed, so the shape can be rewritten in place)
 FLUSH_EVERY = 200  # utterances rendered between commits of a cache build
-
-
-def corpus_lexicon() -> list[str]:
-    """Every word of the corpus grammar (GRID + free sentences), normalised as the
-    tokenizer spells them, sorted: the beam search's word list."""
-    from avedge.models.corpus import text
-
-    phrases = [w for slot in text.GRID_SLOTS for w in slot]
-    phrases += text.SUBJECTS + text.VERBS + text.OBJECTS + text.PLACES + text.TIMES
-    return sorted({w for p in phrases for w in tokenizer.normalize(p).split()})
 
 
 def default_cache(bank_root: str | Path) -> Path:
