@@ -16,6 +16,7 @@ from avedge.models.lipreader.model import (
     FPS,
     HOP_SAMPLES,
     NAME,
+    OUTPUTS_PER_FRAME,
     RATES,
     ROI,
     ROI_MEAN,
@@ -50,7 +51,8 @@ def manifest_extra() -> dict:
     from avedge.models.lipreader.tokenizer import SEPARATOR, VOCAB
 
     return {"task": "lipread", "vocab": list(VOCAB), "separator": SEPARATOR,
-            "fps": FPS, "sample_rate": SAMPLE_RATE, "hop_samples": HOP_SAMPLES,
+            "fps": FPS, "output_fps": FPS * OUTPUTS_PER_FRAME,
+            "sample_rate": SAMPLE_RATE, "hop_samples": HOP_SAMPLES,
             "window": WINDOW, "rates": {str(r): component_name(r) for r in RATES},
             "roi": ROI, "roi_mean": ROI_MEAN, "roi_std": ROI_STD,
             "lexicon": corpus_lexicon()}

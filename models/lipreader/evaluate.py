@@ -79,9 +79,10 @@ def measure(artifact_dir, n: int = MEASURE_N, backend: str | None = None) -> dic
         video = (w["video"].astype(np.float32) / 255.0 - mean) / std
         lp = run_windows(session, video, w["audio"], np.asarray(MODALITY, np.float32),
                          window, hop, int(extra["hop_samples"]))
-        lp = lp[w["lead"]: w["lead"] + w["frames"]]
+        k = len(lp) // len(video)  # CTC frames per video frame
+        lp = lp[k * w["lead"]: k * (w["lead"] + w["frames"])]
         hyps.append(ctc.beam(lp, list(extra["vocab"]), lexicon=list(extra["lexicon"]),
-                             separator=extra["separator"], fps=float(extra["fps"])).text)
+                             separator=extra["separator"]).text)
         refs.append(" ".join(w["words"]))
     prov = {**prov, "backend": session.backend}
     return _result(refs, hyps, prov)

@@ -21,6 +21,7 @@ the run; OUT holds the moving average of the weights (`--ema`).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import math
@@ -63,6 +64,10 @@ class TrainConfig:
     warmup: int = 300  # steps of linear learning-rate warmup
     clip: float = 5.0  # gradient norm clip
     seed: int = 0  # sample draws and init
+    # A synthesizer kept out of training (its utterances are neither drawn nor used as
+    # babble): the held-out-synthesizer test of the final evaluation. piper has one
+    # voice, the most natural; empty: none
+    holdout_synth: str = "piper"
     face_seed: int = 0  # seed of the speakers' faces (the corpus writer's --seed)
     eval_every: int = 250  # steps between validation scores (the record's history)
     eval_n: int = 48  # validation windows
@@ -132,6 +137,17 @@ class CacheData:
         return out
 
 
+def without_synth(cache: D.SplitCache, synth: str) -> D.SplitCache:
+    """The cache's utterances minus those of `synth` (same arrays, fewer index entries)."""
+    if not synth:
+        return cache
+    return dataclasses.replace(cache, utts=[u for u in cache.utts if u["synth"] != synth])
+
+
+def only_synth(cache: D.SplitCache, synth: str) -> D.SplitCache:
+    return dataclasses.replace(cache, utts=[u for u in cache.utts if u["synth"] == synth])
+
+
 def make_batch(cfg: TrainConfig, cache: D.SplitCache, step: int):
     """The batch of optimizer step `step`: a pure function of (cache, cfg, step)."""
     rng = np.random.default_rng([cfg.seed, step])
@@ -190,7 +206,7 @@ def wer(refs: list[str], hyps: list[str]) -> float:
 @torch.no_grad()
 def log_probs(model: lr.LipReader, windows: list[dict], modality, rates,
               batch: int = 16) -> dict[int, list[np.ndarray]]:
-    """rate -> per window (frames, V) log-probs over its real frames (padding dropped)."""
+    """rate -> per window (2 * frames, V) log-probs over its real frames (padding dropped)."""
     model.eval()
     dev = next(model.parameters()).device
     out: dict[int, list] = {r: [] for r in rates}
@@ -201,7 +217,9 @@ def log_probs(model: lr.LipReader, windows: list[dict], modality, rates,
         feats = model.features(D.normalise(video.to(dev)), audio.to(dev), mod.to(dev))
         for r in rates:
             lp = model.decode_features(feats, r).float().cpu().numpy()
-            out[r] += [lp[i, w["lead"]: w["lead"] + w["frames"]] for i, w in enumerate(ws)]
+            k = lr.OUTPUTS_PER_FRAME
+            out[r] += [lp[i, k * w["lead"]: k * (w["lead"] + w["frames"])]
+                       for i, w in enumerate(ws)]
     return out
 
 
@@ -232,10 +250,10 @@ def ctc_loss(model: lr.LipReader, feats: torch.Tensor, labels: torch.Tensor,
              label_lengths: torch.Tensor) -> torch.Tensor:
     """Sum over RATES of the CTC loss at that rate (the front-end features shared)."""
     B, T = feats.shape[:2]
-    lengths = torch.full((B,), T, dtype=torch.int64)
+    lengths = torch.full((B,), T * lr.OUTPUTS_PER_FRAME, dtype=torch.int64)
     total = feats.new_zeros(())
     for r in lr.RATES:
-        lp = model.decode_features(feats, r).float().transpose(0, 1)  # (T, B, V)
+        lp = model.decode_features(feats, r).float().transpose(0, 1)  # (2T, B, V)
         total = total + torch.nn.functional.ctc_loss(
             lp, labels, lengths, label_lengths, blank=0, zero_infinity=True)
     return total
@@ -252,12 +270,26 @@ def warm_start(path: str, model: lr.LipReader) -> dict:
         rec = p.with_suffix(".json")
         meta = json.loads(rec.read_text()) if rec.is_file() else {}
         steps, minutes = meta.get("steps"), meta.get("train_minutes")
+    fresh_heads = _drop_resized_heads(sd, model)
     try:
-        model.load_state_dict(sd)
+        model.load_state_dict(sd, strict=not fresh_heads)
     except RuntimeError as exc:
         raise AvedgeError(f"{path!r} does not fit dims {asdict(model.dims)}: pass their "
                           f"--dims, or --fresh to start from scratch") from exc
-    return {"from": p.name, "steps": steps, "train_minutes": minutes}
+    out = {"from": p.name, "steps": steps, "train_minutes": minutes}
+    if fresh_heads:
+        out["heads_reinitialised"] = fresh_heads
+    return out
+
+
+def _drop_resized_heads(sd: dict, model: lr.LipReader) -> list[str]:
+    """Output heads whose shape changed (the CTC output went from 25 to 50 Hz after the
+    first run) start afresh; the front-ends and encoder keep what they learned."""
+    own = model.state_dict()
+    drop = [k for k in sd if k.startswith("heads.") and k in own and sd[k].shape != own[k].shape]
+    for k in drop:
+        del sd[k]
+    return drop
 
 
 def train(cfg: TrainConfig, data=None, fresh: bool = False, progress: bool = True,
@@ -274,7 +306,7 @@ def train(cfg: TrainConfig, data=None, fresh: bool = False, progress: bool = Tru
     dev = trainer.check_device(cfg.device)
     start = trainer.starting_point(files, cfg.init, fresh, dev)
     data = data or CacheData(cfg, log)
-    train_set = data.split("train")
+    train_set = without_synth(data.split("train"), cfg.holdout_synth)
     torch.manual_seed(cfg.seed)
     model = lr.LipReader(dims).to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -388,6 +420,11 @@ def final_eval(cfg: TrainConfig, n: int = 200, data=None, log=print) -> dict:
     for snr in BABBLE_DB:  # video-only does not hear the babble: scored clean only
         res[f"babble_{snr:g}db"] = score(model, with_babble(test, windows, snr), lr.RATES,
                                          ("audio", "both"), lexicon=lexicon)
+    if cfg.holdout_synth:  # the synthesizer training never heard, from the train split
+        held = eval_windows(only_synth(data.split("train"), cfg.holdout_synth), n)
+        if held:
+            res[f"heldout_synth_{cfg.holdout_synth}"] = score(model, held, lr.RATES,
+                                                              lexicon=lexicon)
     res["conditions"] = (f"{len(windows)} test-split windows (held-out voices and faces), "
                          f"<= {lr.WINDOW} frames, whole utterances or word-bounded crops, "
                          f"no augmentation; babble = 4 other test voices; eager fp32")

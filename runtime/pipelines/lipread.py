@@ -128,7 +128,9 @@ def stitch(outputs: list[np.ndarray], starts: list[int], n: int) -> np.ndarray:
 
 def run_windows(session, video: np.ndarray, audio: np.ndarray, flags: np.ndarray,
                 window: int, hop: int, hop_samples: int) -> np.ndarray:
-    """(F, R, R) ROIs, (F * hop_samples,) audio, (2,) flags -> (F, V) stitched log-probs."""
+    """(F, R, R) ROIs, (F * hop_samples,) audio, (2,) flags -> (F * k, V) stitched
+    log-probs, k = the graph's output frames per video frame (its output length over the
+    window: 2 for the shipped lip reader, whose CTC runs at 50 Hz)."""
     n = len(video)
     starts = window_starts(n, window, hop)
     total = starts[-1] + window
@@ -155,7 +157,9 @@ def run_windows(session, video: np.ndarray, audio: np.ndarray, flags: np.ndarray
                                 f"log-probabilities for frames {s}-{s + window - 1}; "
                                 f"try another backend (--backend onnxruntime) or re-export")
         outs.append(lp)
-    return stitch(outs, starts, n)
+    k, V = outs[0].shape[0] // window, outs[0].shape[1]
+    # Stitch whole video frames (their k output frames together), then unfold.
+    return stitch([o.reshape(window, k * V) for o in outs], starts, n).reshape(n * k, V)
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -285,16 +289,17 @@ def lipread(artifact_or_pipeline, video_path=None, *, audio=None, use_audio: boo
 
     t0 = time.perf_counter()
     vocab, sep = list(extra["vocab"]), extra["separator"]
+    out_fps = fps * len(log_probs) / n  # the CTC frame rate (50 Hz for the shipped model)
     if beam:
         words = extra.get("lexicon") if lexicon is None else lexicon
         decoded = ctc.beam(log_probs, vocab, lexicon=list(words) if words else None,
-                           separator=sep, fps=fps)
+                           separator=sep, fps=out_fps)
         if decoded.alignment is None:
             notes.append("no sequence of lexicon words fits this clip; try without a lexicon")
     else:
         if lexicon:
             notes.append("greedy decoding ignores the lexicon")
-        decoded = ctc.greedy(log_probs, vocab, separator=sep, fps=fps)
+        decoded = ctc.greedy(log_probs, vocab, separator=sep, fps=out_fps)
     ms["search"] = (time.perf_counter() - t0) * 1e3
 
     modality = {(1, 1): "audio-visual", (1, 0): "video", (0, 1): "audio"}[

@@ -149,14 +149,15 @@ def test_result_and_greedy_output_equal_a_direct_session_run(artifact, clip):
     audio[0, :30 * 640] = v.audio[:30 * 640]
     sess = load(artifact / "rate1", backend=BACKEND)
     lp = sess.run(video=video, audio=audio, modality=np.ones((1, 2), np.float32))["log_probs"]
-    want = ctc.greedy(lp[0, :30], man["vocab"], separator=man["separator"], fps=25)
+    assert lp.shape[1] == 200  # two CTC frames (50 Hz) per video frame
+    want = ctc.greedy(lp[0, :60], man["vocab"], separator=man["separator"], fps=50)
     assert res["text"] == want.text
     assert res["words"] == [{"word": w["word"], "start": w["start_s"], "end": w["end_s"]}
                             for w in want.words]
     assert res["text"]  # an untrained model emits characters: the comparison means something
 
 
-def test_long_clip_is_read_in_windows_one_output_per_frame(artifact):
+def test_long_clip_is_read_in_windows_two_outputs_per_frame(artifact):
     from avedge.runtime import load
 
     sess = load(artifact / "rate4", backend=BACKEND)
@@ -166,16 +167,17 @@ def test_long_clip_is_read_in_windows_one_output_per_frame(artifact):
     audio = (0.1 * rng.standard_normal(n * 640)).astype(np.float32)
     flags = np.ones(2, np.float32)
     lp = L.run_windows(sess, video, audio, flags, 100, 48, 640)
-    assert lp.shape == (n, 29)
+    assert lp.shape == (2 * n, 29)  # the graph's CTC runs at 50 Hz
 
     def direct(s):  # one window starting at frame s, padded as training pads
         v = np.concatenate([video, np.repeat(video[-1:], 100, axis=0)])[s: s + 100]
         a = np.concatenate([audio, np.zeros(100 * 640, np.float32)])[s * 640: (s + 100) * 640]
         return sess.run(video=v[None], audio=a[None], modality=flags[None])["log_probs"][0]
 
-    np.testing.assert_array_equal(lp[:74], direct(0)[:74])  # frame 73: 26 from w0's edge
-    np.testing.assert_array_equal(lp[74:], direct(48)[26: n - 48])
-    assert not np.array_equal(direct(0)[74:100], lp[74:100])  # the choice mattered
+    # Frame 73 is 26 frames from window 0's edge; a frame's two outputs stay together.
+    np.testing.assert_array_equal(lp[:148], direct(0)[:148])
+    np.testing.assert_array_equal(lp[148:], direct(48)[52: 2 * (n - 48)])
+    assert not np.array_equal(direct(0)[148:200], lp[148:200])  # the choice mattered
 
 
 def test_audio_only_needs_no_face_and_counts_frames_from_the_audio(artifact):
