@@ -2,6 +2,7 @@
 
     avedge corpus --build-bank [DIR] [--seed 0]            # clean utterances + timings, cached
     avedge corpus --out DIR --n 100 [--seed S] [--split train|val|test] [--video]
+                  [--kind grid|free]
     avedge corpus --check DIR
 """
 
@@ -26,6 +27,9 @@ def register(sub) -> None:
     p.add_argument("--holdout-synth", choices=["piper", "kokoro", "espeak"],
                    help="hold a whole synthesizer out: all its voices form the test split")
     p.add_argument("--video", action="store_true", help="also write an mp4 per utterance")
+    p.add_argument("--kind", choices=["grid", "free"],
+                   help="only GRID-grammar commands (what lip reading is scored on) or only "
+                        "free sentences (default: both)")
     p.add_argument("--synths", default="piper,espeak,kokoro",
                    help="synthesizers for --build-bank (comma-separated)")
     p.add_argument("--n-per-voice", metavar="SYNTH=N,...",
@@ -82,6 +86,7 @@ def run(args) -> int:
     from avedge.models.corpus.writer import write_corpus
 
     m = write_corpus(args.out, args.n, seed=args.seed, split=args.split, bank_dir=args.bank,
-                     holdout_synth=args.holdout_synth, video=args.video, progress=say)
+                     holdout_synth=args.holdout_synth, video=args.video, progress=say,
+                     kind=args.kind)
     print(f"wrote {m['n']} utterances ({m['split']}) to {args.out}")
     return 0

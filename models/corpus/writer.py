@@ -77,15 +77,21 @@ def write_mp4(path: Path, frames, size: tuple[int, int], wav: Path) -> None:
 
 def write_corpus(out, n: int, seed: int = 0, split: str = "train", bank_dir=None,
                  holdout_synth: str | None = None, video: bool = False,
-                 progress=None) -> dict:
+                 progress=None, kind: str | None = None) -> dict:
+    """`kind`: "grid" (the command grammar lip reading is scored on) or "free" sentences
+    only; None draws from both."""
     if split not in SPLITS:
         raise AvedgeError(f"unknown split {split!r}; available: {', '.join(SPLITS)}")
     if n < 1:
         raise AvedgeError(f"--n must be >= 1, got {n}")
     bank = open_bank(bank_dir)
-    voices = bank.voices_in(split, holdout_synth)
+    if kind not in (None, "grid", "free"):
+        raise AvedgeError(f"unknown sentence kind {kind!r}; available: grid, free")
+    voices = [v for v in bank.voices_in(split, holdout_synth)
+              if kind is None or any(u.kind == kind for u in bank.by_voice[v])]
     if not voices:
-        raise AvedgeError(f"the bank at {bank.root} has no voices in split {split!r}")
+        raise AvedgeError(f"the bank at {bank.root} has no voices in split {split!r}"
+                          + (f" with {kind} sentences" if kind else ""))
     out = Path(out)
     (out / split).mkdir(parents=True, exist_ok=True)
     speakers: dict[str, object] = {}
@@ -93,7 +99,7 @@ def write_corpus(out, n: int, seed: int = 0, split: str = "train", bank_dir=None
     for i in range(n):
         rng = np.random.default_rng([seed, i, 31])
         voice = voices[int(rng.integers(len(voices)))]
-        utts = bank.by_voice[voice]
+        utts = [u for u in bank.by_voice[voice] if kind is None or u.kind == kind]
         u = utts[int(rng.integers(len(utts)))]
         if voice not in speakers:
             frng = np.random.default_rng([seed, zlib.crc32(voice.encode())])

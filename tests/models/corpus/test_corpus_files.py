@@ -6,6 +6,7 @@ import pytest
 from avedge.models.corpus import visemes, voicebank, writer
 from avedge.models.corpus.check import check_corpus
 from avedge.models.corpus.voices import split_of
+from avedge.runtime.errors import AvedgeError
 
 from avedge.cli import main as cli
 
@@ -106,3 +107,16 @@ def test_unknown_split_is_a_one_line_error(bank_dir, tmp_path, capsys):
         cli(["corpus", "--out", str(tmp_path), "--split", "dev"])
     assert cli(["corpus", "--check", str(tmp_path)]) == 2
     assert "no manifest.json" in capsys.readouterr().err
+
+
+def test_kind_grid_writes_only_grammar_sentences(bank_dir, tmp_path):
+    from avedge.models.corpus.text import GRID_SLOTS
+    from avedge.models.lipreader.tokenizer import normalize
+
+    writer.write_corpus(tmp_path, 3, seed=1, split="test", bank_dir=bank_dir, kind="grid")
+    slots = [{normalize(w) for w in slot} for slot in GRID_SLOTS]
+    for meta in (tmp_path / "test").glob("*.json"):
+        words = normalize(json.loads(meta.read_text())["text"]).split()
+        assert len(words) == 6 and all(w in s for w, s in zip(words, slots, strict=True))
+    with pytest.raises(AvedgeError, match="unknown sentence kind 'poem'; available: grid, free"):
+        writer.write_corpus(tmp_path, 1, split="test", bank_dir=bank_dir, kind="poem")
