@@ -224,6 +224,8 @@ def structured_prune(model, config: StructuredPruneConfig):
         kind = _root_kind(layer)
         if kind is None or config.target not in (kind, "all"):
             continue
+        if layer not in dg.module2node:  # not on the traced path: the model never calls it
+            continue  # here (the lip reader's heads of the other token rates)
         n = layer.weight.shape[0]
         group = dg.get_pruning_group(layer, _out_fn(layer), idxs=list(range(n)))
         if _hidden_group(group, layer):

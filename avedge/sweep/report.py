@@ -11,7 +11,7 @@ import json
 # One row per trial, the same columns in the CSV, the HTML table and the CLI's table.
 COLUMNS = ["trial_id", "status", "recipe", "target", "backend", "metric", "metric_value",
            "latency_median_ms", "latency_p90_ms", "latency_source", "size_bytes",
-           "artifact_bytes", "peak_rss_mb", "threads", "on_front", "attempt", "wall_s",
+           "measured_graph", "artifact_bytes", "peak_rss_mb", "threads", "on_front", "attempt", "wall_s",
            "export_s", "eval_s", "bench_s", "note"]
 
 
@@ -72,7 +72,9 @@ warm-up. {len(trials)} trials; sweep wall {t['wall_s']:.1f} s, of which outside 
 (the sweep's own overhead) {t['overhead_s']:.1f} s.</p>
 <h2>Accuracy vs latency</h2>
 <p>Marker area ~ size of the model file the backend runs; the red line is the Pareto
-front (bold rows below).</p>
+front (bold rows below). Where a trial names a measured_graph (one of an artifact's
+alternative graphs, e.g. a lip reader's rate-1 graph), its latency and size are that
+graph's, the one its metric is of; artifact_bytes counts every graph.</p>
 <img alt="accuracy vs latency" src="data:image/png;base64,{img}">
 <h2>Trials</h2>
 <table><tr>{head}</tr>

@@ -142,10 +142,31 @@ def _measure(spec: dict, out: Path) -> dict:
     t = time.perf_counter()
     result["metric"] = _metric(spec, art.path, backend, target.threads)
     result["eval_s"] = round(time.perf_counter() - t, 3)
+    graph = measured_graph(result["metric"], result.get("component_size_bytes"))
+    if graph is not None:  # one graph of alternatives: its size is what a device ships
+        result.update(size_bytes=result["component_size_bytes"][graph], measured_graph=graph)
     t = time.perf_counter()
-    result.update(_latency(art.path, backend, target.threads, spec["runs"], spec["warmup"]))
+    result.update(_latency(art.path, backend, target.threads, spec["runs"], spec["warmup"],
+                           graph))
     result["bench_s"] = round(time.perf_counter() - t, 3)
     return result
+
+
+def measured_graph(metric: dict | None, components: dict | None) -> str | None:
+    """The graph of a composite artifact that the metric was measured on, when the metric
+    names one ("component") and the graphs are alternatives rather than stages (the lip
+    reader's rate1/rate2/rate4: a user runs one rate; the family's WER is of rate 1). The
+    trial's headline latency and size are then that graph's, so accuracy, latency and
+    size describe the same graph; every graph's own figures stay in component_latency /
+    component_size_bytes. None: the whole artifact is the headline (stages of one
+    pipeline, as the speech extractor's per-chunk graph with its run-once encoder)."""
+    name = (metric or {}).get("component")
+    if name is None or not components:
+        return None
+    if name not in components:
+        raise AvedgeError(f"the metric names graph {name!r}; the artifact holds "
+                          f"{', '.join(components)}")
+    return name
 
 
 def _check_applies(spec: dict, target) -> None:
@@ -162,7 +183,10 @@ def _check_applies(spec: dict, target) -> None:
             continue  # another target's graph keeps its own recipe
         comp_target = target if comp.target == target.name else get_target(comp.target)
         try:
-            prepare(comp.module, get_recipe(comp.recipe), comp_target)
+            # With the graph's example inputs, as export passes them: a recipe that ranks
+            # or fine-tunes on inputs (Taylor pruning, distillation, QAT) needs them when
+            # the module has no calibration_inputs() (the lip reader without a bank).
+            prepare(comp.module, get_recipe(comp.recipe), comp_target, comp.example_inputs)
         except AvedgeError as exc:
             where = f" (graph {comp.name!r})" if p.composite else ""
             raise Skip(f"recipe {spec['recipe']!r} does not apply{where}: {one_line(exc)}") \
@@ -225,10 +249,12 @@ def check_metric(value, where: str) -> dict:
     return {**value, "value": None if value["value"] is None else float(value["value"])}
 
 
-def _latency(path: Path, backend: str, threads, runs: int, warmup: int) -> dict:
+def _latency(path: Path, backend: str, threads, runs: int, warmup: int,
+             graph: str | None = None) -> dict:
     """Per-call latency with the target's threads, as `avedge bench` times it. A
-    composite artifact's headline is its streaming graphs' (run per chunk), summed; every
-    graph's own figures are kept."""
+    composite artifact's headline is `graph`'s when given (measured_graph), else its
+    streaming graphs' (run per chunk), summed, else all its graphs' summed; every graph's
+    own figures are kept."""
     from avedge.runtime import load
     from avedge.runtime.bench import bench_session
 
@@ -236,7 +262,8 @@ def _latency(path: Path, backend: str, threads, runs: int, warmup: int) -> dict:
     sessions = getattr(loaded, "sessions", None) or {"": loaded}
     per = {name: {**bench_session(s, runs=runs, warmup=warmup),
                   "streaming": s.spec.stream is not None} for name, s in sessions.items()}
-    headline = [r for r in per.values() if r["streaming"]] or list(per.values())
+    headline = ([per[graph]] if graph is not None
+                else [r for r in per.values() if r["streaming"]] or list(per.values()))
     out = {"latency_median_ms": sum(r["median_ms"] for r in headline),
            "latency_p90_ms": sum(r["p90_ms"] for r in headline),
            "latency_source": "measured", "runs": runs}

@@ -41,9 +41,12 @@ def component_name(rate: int) -> str:
 
 def export_plan(module: LipReader, facts: TargetFacts) -> list[Component]:
     """One graph per token rate, all sharing the weights (each file holds its own copy:
-    a device that only needs one rate can drop the others)."""
+    a device that only needs one rate can drop the others). Static int8 calibrates on
+    the bank's train-split ROI cache where there is one (calibration.py)."""
+    from avedge.models.lipreader.calibration import attach
+
     ex = example_inputs(module)
-    return [Component(component_name(r), AtRate(module, r), ex) for r in RATES]
+    return [Component(component_name(r), attach(AtRate(module, r)), ex) for r in RATES]
 
 
 def manifest_extra() -> dict:
@@ -60,10 +63,12 @@ def manifest_extra() -> dict:
 
 def measure(artifact_dir, n: int = 8, backend: str | None = None) -> dict:
     """Video-only WER (%) of an artifact through the runtime on n val utterances
-    (evaluate.py)."""
+    (evaluate.py). "component" names the graph it is of (a sweep times that graph)."""
+    from avedge.models.lipreader.evaluate import RATE
     from avedge.models.lipreader.evaluate import measure as measure_artifact
 
-    return measure_artifact(artifact_dir, n=n, backend=backend)
+    return {**measure_artifact(artifact_dir, n=n, backend=backend),
+            "component": component_name(RATE)}
 
 
 def score_module(module, n: int = 8) -> dict:

@@ -65,6 +65,7 @@ def measure(artifact_dir, n: int = MEASURE_N, backend: str | None = None) -> dic
     """WER (%) of an exported lip reader through the runtime on n val utterances."""
     from avedge.runtime.decoding import ctc
     from avedge.runtime.pipelines.lipread import open_rate, run_windows, window_hop
+    from avedge.runtime.vision.roi import normalize
 
     try:
         windows, prov = eval_items(n)
@@ -76,7 +77,7 @@ def measure(artifact_dir, n: int = MEASURE_N, backend: str | None = None) -> dic
     mean, std = float(extra["roi_mean"]), float(extra["roi_std"])
     refs, hyps = [], []
     for w in windows:
-        video = (w["video"].astype(np.float32) / 255.0 - mean) / std
+        video = normalize(w["video"], mean, std)  # as the task scales its ROIs
         lp = run_windows(session, video, w["audio"], np.asarray(MODALITY, np.float32),
                          window, hop, int(extra["hop_samples"]))
         k = len(lp) // len(video)  # CTC frames per video frame
