@@ -86,7 +86,9 @@ class Family:
     # (artifact dir, n=..., backend=None) -> {"name": metric, "value": ..., "n", "eval_set":
     # {its provenance}}, measured through the runtime on n items of a small eval set (at
     # export, and by the sweep on the backend it names); "value" None with a
-    # "reason" where the data or a runtime for the graphs is absent. None: no metric.
+    # "reason" where the data or a runtime for the graphs is absent; optional
+    # "higher_is_better" (default True) and "component" (the graph the metric is of: a
+    # sweep reports that graph's latency and size). None: no metric.
     measure: Callable[[Path], dict | None] | None = None
     # (eager module, n) -> the same metric dict as measure, computed on the nn.Module itself
     # (no export) over n items of the eval set measure uses, so the two compare; used by
