@@ -15,27 +15,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import time
 
 import numpy as np
+
+from avedge.sweep.machine import cpu_model
 
 
 def _timed(fn, n: int):
     w, c = time.perf_counter(), time.process_time()
     out = fn()
     return out, (time.perf_counter() - w) / n * 1e3, (time.process_time() - c) / n * 1e3
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def bench(name: str, frames: np.ndarray, detect_every: int, detection: bool = True) -> None:
@@ -82,7 +72,7 @@ def main() -> None:
     cv2.setNumThreads(1)
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
-    print(f"machine: {os.cpu_count()} cpus ({_cpu_model()}), load average "
+    print(f"machine: {os.cpu_count()} cpus ({cpu_model()}), load average "
           f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}; pinned to one core, "
           f"OpenCV {cv2.__version__} 1 thread")
     frames = rendered(args.frames, args.seed)

@@ -36,7 +36,6 @@ import hashlib
 import importlib.util
 import json
 import os
-import platform
 import re
 import subprocess
 import sys
@@ -57,29 +56,6 @@ HOLDOUT_SYNTH = "piper"
 
 
 # ----------------------------------------------------------------------------- machine
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def versions() -> dict:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for pkg in ("torch", "onnxruntime", "executorch"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            out[pkg] = None
-    return out
-
 
 def weights_info(path: Path) -> dict:
     """sha256 of the weights file and its training record's steps (the .json beside it)."""
@@ -375,11 +351,11 @@ def run(a, log=print) -> dict:
     for name, path in (("--artifact-fp32", a.artifact_fp32), ("--artifact-int8", a.artifact_int8)):
         if path and not (Path(path) / "manifest.json").is_file():
             raise AvedgeError(f"{name} {path} is not an artifact directory (no manifest.json)")
-    machine = {"cpu": cpu_model(), "nproc": os.cpu_count(),
-               "loadavg_start": [round(x, 2) for x in os.getloadavg()],
-               "python": platform.python_version(), "versions": versions()}
+    from avedge.sweep.machine import machine_info
+
+    machine = {**machine_info(), "loadavg_start": [round(x, 2) for x in os.getloadavg()]}
     winfo = weights_info(weights)
-    log(f"# lip reader benchmark\nmachine: {machine['cpu']}, {machine['nproc']} cpus, load "
+    log(f"# lip reader benchmark\nmachine: {machine['cpu']}, {machine['cores']} cpus, load "
         f"average {' '.join(map(str, machine['loadavg_start']))} at start")
     log(f"weights: {weights} sha256 {winfo['sha256'][:16]} steps {winfo['steps']} "
         f"({winfo['train_minutes']} min)")
@@ -459,7 +435,7 @@ def run(a, log=print) -> dict:
 
 def print_report(res: dict, log=print) -> None:
     m, w = res["machine"], res["weights"]
-    log(f"\n## Lip reader: results\n\nMachine: {m['cpu']}, {m['nproc']} cpus, load average "
+    log(f"\n## Lip reader: results\n\nMachine: {m['cpu']}, {m['cores']} cpus, load average "
         f"{' '.join(map(str, m['loadavg_start']))} at start ({' '.join(map(str, res['loadavg_end']))}"
         f" at end). Weights {Path(w['file']).name} sha256 {w['sha256'][:12]}, {w['steps']} steps. "
         f"n = {res['n']} test GRID utterances (held-out voices and faces), backend "

@@ -334,33 +334,16 @@ def example_inputs(model: LipReader | None = None, frames: int = WINDOW) -> tupl
 
 def save_weights(model: LipReader, path: str | Path, meta: dict | None = None) -> None:
     """State dict + dims in the metadata, one safetensors file, written atomically."""
-    from avedge.runtime.fsutil import atomic_path
-    from safetensors.torch import save_file
+    from avedge.models.common.weights_file import write_weights
 
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    metadata = {"family": NAME, "dims": json.dumps(asdict(model.dims))}
-    metadata.update({k: str(v) for k, v in (meta or {}).items()})
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=metadata)
+    write_weights(model.state_dict(), path, NAME, asdict(model.dims), meta)
 
 
 def load_weights(path: str | Path, dims: Dims | None = None) -> LipReader:
+    from avedge.models.common.weights_file import read_weights
     from avedge.runtime.errors import AvedgeError
-    from safetensors import safe_open
 
-    path = Path(path)
-    if not path.is_file():
-        raise AvedgeError(f"weights file {str(path)!r} does not exist")
-    try:
-        with safe_open(str(path), "pt") as f:
-            meta = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
-    except Exception as exc:  # safetensors raises its own error types
-        raise AvedgeError(f"cannot read weights {str(path)!r}: {exc}") from exc
-    if meta.get("family") != NAME:
-        raise AvedgeError(f"{str(path)!r} holds {meta.get('family')!r} weights, not {NAME!r}")
+    tensors, meta = read_weights(path, NAME)
     model = LipReader(dims or Dims.from_json(json.loads(meta.get("dims", "{}"))))
     try:
         model.load_state_dict(tensors)

@@ -47,7 +47,6 @@ from avedge.models.speech_extractor.speaker_encoder import (
     fit_enrollment,
 )
 from avedge.runtime.audio_io import SAMPLE_RATE
-from avedge.runtime.fsutil import atomic_path
 from torch import nn
 
 NAME = "speech-extractor"
@@ -397,36 +396,19 @@ def macs_per_chunk(dims: Dims | None = None) -> dict[str, int]:
 
 def save_weights(model: Extractor, path: str | Path, meta: dict | None = None) -> None:
     """Extractor + speaker encoder in one safetensors file (dims in its metadata), atomically."""
-    from safetensors.torch import save_file
+    from avedge.models.common.weights_file import write_weights
 
-    tensors = {f"extractor.{k}": v.detach().cpu().contiguous()
-               for k, v in model.state_dict().items()}
-    tensors.update({f"speaker_encoder.{k}": v.detach().cpu().contiguous()
+    tensors = {f"extractor.{k}": v for k, v in model.state_dict().items()}
+    tensors.update({f"speaker_encoder.{k}": v
                     for k, v in model.speaker_encoder.state_dict().items()})
-    metadata = {"family": NAME, "dims": json.dumps(asdict(model.dims))}
-    metadata.update({k: str(v) for k, v in (meta or {}).items()})
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # 0644: safetensors (and mkstemp) create 0600 files; weights ship in the package.
-    with atomic_path(path, mode=0o644) as tmp:
-        save_file(tensors, str(tmp), metadata=metadata)
+    write_weights(tensors, path, NAME, asdict(model.dims), meta)
 
 
 def load_weights(path: str | Path, dims: Dims | None = None) -> Extractor:
+    from avedge.models.common.weights_file import read_weights
     from avedge.runtime.errors import AvedgeError
-    from safetensors import safe_open
 
-    path = Path(path)
-    if not path.is_file():
-        raise AvedgeError(f"weights file {str(path)!r} does not exist")
-    try:
-        with safe_open(str(path), "pt") as f:
-            meta = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not a dict)
-    except Exception as exc:  # safetensors raises its own error types
-        raise AvedgeError(f"cannot read weights {str(path)!r}: {exc}") from exc
-    if meta.get("family", NAME) != NAME:
-        raise AvedgeError(f"{str(path)!r} holds {meta['family']!r} weights, not {NAME!r}")
+    tensors, meta = read_weights(path, NAME, unnamed_ok=True)
     if dims is None:
         dims = Dims.from_json(json.loads(meta.get("dims", "{}")))
     model = Extractor(dims)
