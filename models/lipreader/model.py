@@ -207,24 +207,39 @@ class VisualFrontEnd(nn.Module):
 # ----------------------------------------------------------------------------- encoder
 
 class SelfAttention(nn.Module):
+    """Multi-head self attention with the layout quantize/ prunes and factorises:
+    q_proj/k_proj/v_proj/out_proj Linears and num_heads/head_dim read by forward, so
+    removing heads (prune-heads-*) only changes those numbers and the Linears' shapes."""
+
+    # Weights written before the projections took these names load unchanged.
+    _LEGACY = (("q.", "q_proj."), ("k.", "k_proj."), ("v.", "v_proj."), ("out.", "out_proj."))
+
     def __init__(self, d: int, heads: int, dropout: float):
         super().__init__()
-        self.heads = heads
-        self.q, self.k, self.v = nn.Linear(d, d), nn.Linear(d, d), nn.Linear(d, d)
-        self.out = nn.Linear(d, d)
+        self.num_heads, self.head_dim = heads, d // heads
+        self.q_proj, self.k_proj, self.v_proj = nn.Linear(d, d), nn.Linear(d, d), \
+            nn.Linear(d, d)
+        self.out_proj = nn.Linear(d, d)
         self.dropout = dropout
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        B, T, d = x.shape
-        h = self.heads
+        B, T, _ = x.shape
+        h, dh = self.num_heads, self.head_dim
 
         def split(t):
-            return t.reshape(B, T, h, d // h).transpose(1, 2)
+            return t.reshape(B, T, h, dh).transpose(1, 2)
 
-        y = F.scaled_dot_product_attention(split(self.q(x)), split(self.k(x)), split(self.v(x)),
-                                           attn_mask=mask,
-                                           dropout_p=self.dropout if self.training else 0.0)
-        return self.out(y.transpose(1, 2).reshape(B, T, d))
+        y = F.scaled_dot_product_attention(
+            split(self.q_proj(x)), split(self.k_proj(x)), split(self.v_proj(x)),
+            attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
+        return self.out_proj(y.transpose(1, 2).reshape(B, T, h * dh))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        for old, new in self._LEGACY:
+            for leaf in ("weight", "bias"):
+                if prefix + old + leaf in state_dict:
+                    state_dict[prefix + new + leaf] = state_dict.pop(prefix + old + leaf)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
 class Block(nn.Module):
