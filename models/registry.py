@@ -32,6 +32,7 @@ FAMILIES: dict[str, str] = {
     "face-renderer": "avedge.models.face_renderer:FAMILY",
     "speech-extractor": "avedge.models.speech_extractor:FAMILY",
     "lipreader": "avedge.models.lipreader:FAMILY",
+    "lips-pose": "avedge.models.lipsync:FAMILY",
 }
 
 
