@@ -28,7 +28,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from avedge.models.registry import Family
+from avedge.models.registry import Component, Family, TargetFacts
+from avedge.runtime.vision.face_photo import CROP, HW_RANGE, MAX_ROLL, SIZES
 from torch import nn
 
 NAME = "face-renderer"
@@ -47,6 +48,10 @@ class Dims:
     max_open: float = 0.75  # lower-lip travel at jaw_open=1, in mouth half-widths
     max_upper: float = 0.22  # upper-lip travel at upper_lip_raise=1
     edge_px: float = 1.0  # soft edge of the mouth opening, pixels
+    # Sides of the exported graphs' mouth crops, per output size (export_plan): the
+    # runtime's framing (runtime/vision/face_photo.py) sizes them; tests shrink them.
+    crop256: int = CROP[256]
+    crop512: int = CROP[512]
 
 
 def _smooth01(x: torch.Tensor) -> torch.Tensor:
@@ -156,10 +161,48 @@ def example_inputs(module: FaceRenderer):
     return (photo, pose, mouth)
 
 
+def crop_example(module: FaceRenderer, side: int):
+    """Example inputs of a render graph: a (1,3,C,C) crop with the mouth where the framing
+    puts it (support box centred), an open-jaw pose that exercises the interior."""
+    photo = torch.full((1, 3, side, side), 0.6)
+    pose = torch.zeros(1, N_POSE)
+    pose[:, 0] = 0.6
+    hw = side / 5.4  # the support spans 4.8 half-widths: it fits the crop
+    mouth = torch.tensor([[side / 2, side / 2 - 0.8 * hw, hw, 0.05]])
+    return (photo, pose, mouth)
+
+
+def component_name(size: int) -> str:
+    return f"render{size}"
+
+
+def export_plan(module: FaceRenderer, facts: TargetFacts) -> list[Component]:
+    """One graph per output size, each on its static mouth crop (the runtime pastes the
+    crop back into the framed photo: outside the crop the renderer changes nothing).
+    fp16 targets (jetson-orin) keep the plan's graphs; see manifest_extra "precision"."""
+    del facts
+    d = module.dims
+    sides = {256: d.crop256, 512: d.crop512}
+    return [Component(component_name(s), module, crop_example(module, sides[s]))
+            for s in SIZES]
+
+
+def manifest_extra() -> dict:
+    """What the runtime needs without importing models/ (runtime/pipelines/lipsync.py).
+    "crop" is the shipped framing's; the runtime takes each graph's C from its input
+    shape and checks it against the face it was given."""
+    return {"task": "face-render", "sizes": {str(s): component_name(s) for s in SIZES},
+            "crop": {str(s): CROP[s] for s in SIZES}, "inputs": ["photo", "pose", "mouth"],
+            "falloff_u": FALLOFF_U, "falloff_v": list(FALLOFF_V), "hw_range": list(HW_RANGE),
+            "max_roll": MAX_ROLL, "pose_dims": N_POSE}
+
+
 FAMILY = Family(
     name=NAME,
     summary="stage 1 of lip-sync: reference photo + lips-pose -> frame (mouth_warp kernel)",
     build=build,
     example_inputs=example_inputs,
     dims=Dims,
+    export_plan=export_plan,
+    manifest_extra=manifest_extra,
 )
