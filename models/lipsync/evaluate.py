@@ -213,3 +213,40 @@ def measure(artifact_dir, n: int = MEASURE_N, backend: str | None = None) -> dic
     except AvedgeError as exc:
         return _unavailable(exc)
     return _result(score(generate, windows, frames), {**prov, "backend": name})
+
+
+# ----------------------------------------------------------------------------- window edges
+
+def edge_profile(generate, split, n: int, frames: int, seed: int = SEED,
+                 per_utt: int = 4) -> dict:
+    """Pose MAE by frame position in the window, on windows cut at random starts across
+    whole-utterance timelines (so every position sees the same mix of speech and
+    silence): how much worse the right edge is, whose audio future is cut off. A live
+    stream must hold back the frames that are worse: `lookahead` is the least number of
+    right-edge frames to drop so that the rest are within 10 % of the window's middle."""
+    from avedge.models.lipsync import data as D
+
+    rng = np.random.default_rng(seed)
+    audio, gt = [], []
+    for i in sorted(rng.permutation(len(split))[:n]):
+        tl, phones, _ = D.timeline(split, int(i), None)
+        last = len(tl) // HOP - frames // 2
+        for s in rng.integers(-frames // 2, max(1 - frames // 2, last), size=per_utt):
+            a, p = D.cut(tl, phones, int(s), frames)
+            audio.append(a)
+            gt.append(p)
+    err = np.abs(generate(np.stack(audio)) - np.stack(gt)).mean(axis=(0, 2))  # (frames,)
+    middle, lookahead = edge_lookahead(err)
+    return {"mae_by_position": [round(float(e), 4) for e in err], "middle": round(middle, 4),
+            "lookahead": lookahead, "windows": len(audio)}
+
+
+def edge_lookahead(err: np.ndarray, tolerance: float = 1.1) -> tuple[float, int]:
+    """(median error of the middle half, number of right-edge frames above tolerance *
+    that median, counted from the edge up to the first one within it)."""
+    frames = len(err)
+    middle = float(np.median(err[frames // 4: 3 * frames // 4]))
+    lookahead = 0
+    while lookahead < frames // 2 and err[frames - 1 - lookahead] > tolerance * middle:
+        lookahead += 1
+    return middle, lookahead

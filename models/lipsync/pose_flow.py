@@ -136,11 +136,24 @@ class AudioFrontEnd(nn.Module):
             nn.Conv1d(d, d, 3, padding=1),
         )
 
+    def _apply(self, fn, recurse=True):
+        # The log-mel stays fp32 when the model is cast to half precision (the fp16 ONNX of
+        # jetson-orin): a full-scale frame's DFT power reaches ~1.6e5 > fp16's 65504 (inf,
+        # then log inf), and the 1e-6 floor is below fp16's resolution near 1. The
+        # learned layers after it run in the model's precision.
+        super()._apply(fn, recurse)
+        for name, buf in self.logmel._buffers.items():
+            if buf is not None and buf.is_floating_point() and buf.dtype != torch.float32:
+                self.logmel._buffers[name] = buf.float()
+        return self
+
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
-        mel = self.logmel(audio)  # (B, 4F, n_mels), log(1e-6) = -13.8 on exact silence
+        # (B, 4F, n_mels) in fp32, log(1e-6) = -13.8 on exact silence
+        mel = self.logmel(audio.float())
         level = mel.mean(dim=-1, keepdim=True)
         # Fixed scales (speech spans about -14 .. 8 in log power): shape and loudness.
         feats = torch.cat([(mel - level) * 0.25, (level + 3.0) * 0.125], dim=-1)
+        feats = feats.to(self.conv[0].weight.dtype)
         return self.conv(feats.transpose(1, 2)).transpose(1, 2)
 
 
@@ -177,8 +190,9 @@ class JointBlock(nn.Module):
         x = x.reshape(B, T, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
         return [x[0], x[1], x[2]]  # each (B, H, T, D)
 
-    def forward(self, a, m, temb, rope_a, rope_m, pos_a, pos_m, use_op: bool):
-        sh1, sc1, sh2, sc2 = self.ada(temb)[:, None, :].chunk(4, dim=-1)
+    def forward(self, a, m, ada, rope_a, rope_m, pos_a, pos_m, use_op: bool):
+        """ada: this block's self.ada(temb), computed by the caller before any block."""
+        sh1, sc1, sh2, sc2 = ada[:, None, :].chunk(4, dim=-1)
         qa, ka, va = self._split(self.qkv_a(self.norm_a(a)))
         qm, km, vm = self._split(self.qkv_m(self.norm_m(m) * (1 + sc1) + sh1))
         qa, ka = apply_rope(qa, *rope_a), apply_rope(ka, *rope_a)
@@ -233,11 +247,16 @@ class PoseFlow(nn.Module):
 
     def velocity(self, a: torch.Tensor, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """a: encoded audio (B, 2F, d); x (B, F, 12) model space; t (B,) -> v (B, F, 12)."""
-        temb = self.temb(time_embedding(t, self.dims.d_model))
+        temb = self.temb(time_embedding(t, self.dims.d_model).to(self.inp.weight.dtype))
         m = self.inp(x) + temb[:, None, :]
         rope_a, rope_m = (self.cos_a, self.sin_a), (self.cos_m, self.sin_m)
-        for blk in self.blocks:
-            a, m = blk(a, m, temb, rope_a, rope_m, self.pos_a, self.pos_m, self.use_op)
+        # Every block's adaLN parameters first: the one time embedding then feeds linears
+        # that all run before the first joint attention. Computed inside each block, one
+        # dynamically quantized input shared across custom-op boundaries made XNNPACK's
+        # int8 partitioner fail ("dependency cycles").
+        adas = [blk.ada(temb) for blk in self.blocks]
+        for blk, ada in zip(self.blocks, adas, strict=True):
+            a, m = blk(a, m, ada, rope_a, rope_m, self.pos_a, self.pos_m, self.use_op)
         return self.head(self.norm_out(m))
 
     def forward(self, audio, x, t, cond=None):
@@ -249,8 +268,8 @@ class PoseFlow(nn.Module):
 def save_weights(model: PoseFlow, path: str | Path, meta: dict | None = None) -> None:
     from avedge.models.common.weights_file import write_weights
 
-    sd = {k: v for k, v in model.state_dict().items()}
-    write_weights(sd, path, NAME, asdict(model.dims), {"frames": model.frames, **(meta or {})})
+    write_weights(model.state_dict(), path, NAME, asdict(model.dims),
+                  {"frames": model.frames, **(meta or {})})
 
 
 def load_weights(path: str | Path, dims: Dims | None = None) -> PoseFlow:

@@ -308,6 +308,10 @@ def final_eval(cfg: TrainConfig, n: int = 200, data=None, log=print) -> dict:
         pick = sorted(rng.permutation(len(sp))[:n])
         windows = [D.sample(sp, int(i), None, model.frames) for i in pick]
         res[name] = {"n": len(windows), **val_score(model, windows, model.frames)}
+        if name == "val":  # how many right-edge frames a live stream must hold back
+            res["edge_profile"] = E.edge_profile(
+                functools.partial(E.generate_eager, PoseSampler(model)), sp, min(n, 50),
+                model.frames)
     res["conditions"] = ("windows of whole-utterance timelines (0.4 s silence, then speech), "
                          "clean, eager fp32, 4 Euler steps, guidance 1, noise seed 0")
     rec = json.loads(rec_path.read_text()) if rec_path.exists() else {}

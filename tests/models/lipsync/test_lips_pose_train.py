@@ -127,3 +127,20 @@ def test_pose_errors_and_silence_stats():
     moving[::2, 0] = 0.6
     s = E.silence_stats(moving)
     assert s["jaw_max"] == pytest.approx(0.6) and s["motion"] > 0.03
+
+
+def test_edge_lookahead_counts_the_unreliable_right_edge_frames():
+    err = np.full(40, 0.02)
+    err[:2] = 0.05  # the left edge does not count
+    err[-3:] = [0.025, 0.03, 0.04]
+    assert E.edge_lookahead(err) == (pytest.approx(0.02), 3)
+    assert E.edge_lookahead(np.full(40, 0.02))[1] == 0
+
+
+def test_edge_profile_runs_on_bank_windows(train_split):
+    def generate(audio):  # a "model" that always answers REST
+        return np.tile(REST, (len(audio), 16, 1))
+
+    r = E.edge_profile(generate, train_split, 2, 16, per_utt=2)
+    assert r["windows"] == 4 and len(r["mae_by_position"]) == 16
+    assert 0 <= r["lookahead"] <= 8 and r["middle"] > 0
