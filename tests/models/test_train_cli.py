@@ -19,9 +19,10 @@ def _cfg(config, *argv):
 
 def test_trainers_come_from_the_family_specs():
     from avedge.models.lipreader import train as lt
+    from avedge.models.lipsync import train as ls
 
     assert trainers() == {"speech-extractor": tr.__name__, "speech-extractor-npu": tn.__name__,
-                          "lipreader": lt.__name__}
+                          "lipreader": lt.__name__, "lips-pose": ls.__name__}
 
 
 def test_every_field_is_an_option_typed_and_explained_by_its_comment():
@@ -53,5 +54,5 @@ def test_an_option_of_another_trainer_or_none_is_refused_naming_it(capsys):
         assert main(["train", *argv]) == 2
         assert f"{flag} does not apply to training {argv[0]!r}" in capsys.readouterr().err
     assert main(["train"]) == 2
-    assert ("available: lipreader, speech-extractor, speech-extractor-npu"
+    assert ("available: lipreader, lips-pose, speech-extractor, speech-extractor-npu"
             in capsys.readouterr().err)
