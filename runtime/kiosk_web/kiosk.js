@@ -10,8 +10,8 @@
 // timeline runs on the page's clock, silent.
 'use strict';
 
-const MARGIN = 0.08;        // s between a frame's arrival and its time on screen (jitter)
-const EARLY_SLACK = 0.25;   // s ahead of time for 2 s in a row: delay more than needed
+const MARGIN = 0.06;        // s between a frame's arrival and its time on screen (jitter)
+const EARLY_SLACK = 0.12;   // s ahead of time for 2 s in a row: delay more than needed
 const LATE_RUN = 5;         // frames in a row after their time: resync
 const KEEP_AUDIO = 3.0;     // s of received audio kept to reschedule on a resync
 
@@ -38,6 +38,7 @@ let lateRun = 0;
 let leadMin = Infinity, leadSince = 0;
 let shownNew = [];          // [index, latency ms, A/V ms] since the last report
 let recentLat = [];
+let recentNet = [], recentLead = [];
 let drawTimes = [];
 let endT = null;
 
@@ -142,6 +143,9 @@ function onFrame(meta, payload) {
     }
     const pos = position();
     const lead = f.t - pos;                       // s until its time
+    recentNet.push(epochMs() - f.ready);          // kiosk ready -> decoded here
+    recentLead.push(lead * 1000);
+    if (recentNet.length > 250) { recentNet.shift(); recentLead.shift(); }
     if (lead < -1 / K.fps) {                      // its time is over: late
       lateRun += 1;
       if (lateRun >= LATE_RUN) { rebase(clockNow() + MARGIN - f.t); K.resyncs += 1; lateRun = 0; }
@@ -233,7 +237,8 @@ function report() {
     frames_dropped: K.framesDropped, audio_chunks: K.audioChunks, audio_late: K.audioLate,
     audio_state: K.audioState, audio_time: K.audioTime, clock: K.clock,
     latency_ms: K.latencyMs, latency_p95_ms: K.latencyP95, av_ms: K.avMs, fps: K.fps_,
-    resyncs: K.resyncs, error: K.error, shown: shownNew,
+    resyncs: K.resyncs, error: K.error, transport_ms: quantile(recentNet, 0.5),
+    lead_ms: quantile(recentLead, 0.5), shown: shownNew,
   };
   shownNew = [];
   fetch('report', { method: 'POST', headers: { 'Content-Type': 'application/json' },
