@@ -22,6 +22,7 @@ COMMANDS = [
     "train_cmd",
     "extract_cmd",
     "lipread_cmd",
+    "lipsync_cmd",
     "kiosk_cmd",
     "listen_cmd",
     "corpus_cmd",

@@ -323,3 +323,65 @@ class LipSync:
         self._ms["paste"] += ms["paste"]
         self._frames += 1
         return Frame(index, index / self.fps, rgb, pose, ms)
+
+
+# ----------------------------------------------------------------------------- audio in
+
+AUDIO_ACCEPTED = "an audio file FFmpeg reads (wav, flac, ogg, mp3, m4a) with an audio stream"
+
+
+def stream_audio(path, rate: int = 16000, chunk_s: float = 1.0):
+    """Yield an audio file's samples as mono float32 at `rate`, about chunk_s seconds at a
+    time, decoded and resampled as it goes (memory does not grow with the length).
+    Missing, unreadable, corrupt (also part-way through), empty, NaN/inf: InputError."""
+    import av
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"audio file {str(p)!r} does not exist; expected {AUDIO_ACCEPTED}")
+    try:
+        container = av.open(str(p), "r")
+    except (av.FFmpegError, UnicodeDecodeError) as exc:
+        raise InputError(f"audio file {str(p)!r} is not readable audio "
+                         f"({getattr(exc, 'strerror', None) or type(exc).__name__}); "
+                         f"expected {AUDIO_ACCEPTED}") from None
+    with container:
+        if not container.streams.audio:
+            raise InputError(f"{str(p)!r} has no audio stream; expected {AUDIO_ACCEPTED}")
+        stream = container.streams.audio[0]
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=int(rate))
+        want = max(1, int(chunk_s * rate))
+        parts: list[np.ndarray] = []
+        have = total = 0
+        try:
+            for frame in container.decode(stream):
+                for f in resampler.resample(frame):
+                    parts.append(f.to_ndarray().reshape(-1))
+                    have += len(parts[-1])
+                if have >= want:
+                    out = np.concatenate(parts).astype(np.float32)
+                    _finite(out, p, total, rate)
+                    total += len(out)
+                    parts, have = [], 0
+                    yield out
+            for f in resampler.resample(None):
+                parts.append(f.to_ndarray().reshape(-1))
+        except av.FFmpegError as exc:
+            raise InputError(f"audio file {str(p)!r} is corrupt or truncated after "
+                             f"{total / rate:.1f} s "
+                             f"({getattr(exc, 'strerror', None) or type(exc).__name__}); "
+                             f"expected {AUDIO_ACCEPTED}") from None
+        out = np.concatenate(parts).astype(np.float32) if parts else np.zeros(0, np.float32)
+        _finite(out, p, total, rate)
+        if total + len(out) == 0:
+            raise InputError(f"audio file {str(p)!r} is empty (no samples)")
+        if len(out):
+            yield out
+
+
+def _finite(x: np.ndarray, p: Path, offset: int, rate: int) -> None:
+    bad = ~np.isfinite(x)
+    if bad.any():
+        first = offset + int(np.argmax(bad))
+        raise InputError(f"audio file {str(p)!r} has NaN/inf samples (first at "
+                         f"{first / rate:.3f} s); the file is corrupt, fix or re-export it")
