@@ -66,6 +66,9 @@ class TrainConfig:
     seed: int = 0  # sample draws and init
     holdout_synth: str = "piper"  # synthesizer kept out of training (the test split)
     p_uncond: float = 0.1  # fraction of windows whose audio is dropped (CFG)
+    # Each synthesizer of the train split is drawn at least this share of the windows
+    # (the bank is 97 % espeak; the neural voices need more than their count)
+    min_synth_share: float = 0.25
     aux_weight: float = AUX_WEIGHT  # L1 on the one-step pose estimate
     eval_every: int = 500  # steps between validation scores (the record's history)
     eval_n: int = 48  # validation windows
@@ -123,7 +126,7 @@ class BankData:
 def make_batch(cfg: TrainConfig, split: D.Split, step: int):
     """The batch of optimizer step `step`: a pure function of (split, cfg, step)."""
     rng = np.random.default_rng([cfg.seed, step])
-    items = rng.integers(len(split), size=cfg.batch)
+    items = split.draw(rng, cfg.batch, cfg.min_synth_share)
     audio, pose = D.collate([D.sample(split, int(i), rng, cfg.frames) for i in items])
     cond = (rng.random(cfg.batch) >= cfg.p_uncond).astype(np.float32)
     x0 = rng.standard_normal(pose.shape).astype(np.float32)

@@ -144,3 +144,16 @@ def test_edge_profile_runs_on_bank_windows(train_split):
     r = E.edge_profile(generate, train_split, 2, 16, per_utt=2)
     assert r["windows"] == 4 and len(r["mae_by_position"]) == 16
     assert 0 <= r["lookahead"] <= 8 and r["middle"] > 0
+
+
+def test_draw_gives_a_rare_synthesizer_its_minimum_share():
+    from types import SimpleNamespace
+
+    utts = [SimpleNamespace(synth="espeak")] * 97 + [SimpleNamespace(synth="kokoro")] * 3
+    sp = D.Split(bank=None, utts=utts, name="train")
+    rng = np.random.default_rng(0)
+    idx = sp.draw(rng, 4000, min_share=0.25)
+    share = np.mean([utts[i].synth == "kokoro" for i in idx])
+    assert 0.17 < share < 0.24  # 0.25 / (0.97 + 0.25) = 0.205 after renormalising
+    by_count = np.mean([utts[i].synth == "kokoro" for i in sp.draw(rng, 4000)])
+    assert by_count < 0.06
