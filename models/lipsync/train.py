@@ -311,6 +311,13 @@ def final_eval(cfg: TrainConfig, n: int = 200, data=None, log=print) -> dict:
         pick = sorted(rng.permutation(len(sp))[:n])
         windows = [D.sample(sp, int(i), None, model.frames) for i in pick]
         res[name] = {"n": len(windows), **val_score(model, windows, model.frames)}
+        synths = sorted({u.synth for u in sp.utts})
+        if len(synths) > 1:  # the neural voices are few: their own figure
+            for synth in synths:
+                one = D.Split(sp.bank, [u for u in sp.utts if u.synth == synth], name)
+                pick = sorted(np.random.default_rng(E.SEED).permutation(len(one))[:n])
+                ws = [D.sample(one, int(i), None, model.frames) for i in pick]
+                res[f"{name}_{synth}"] = {"n": len(ws), **val_score(model, ws, model.frames)}
         if name == "val":  # how many right-edge frames a live stream must hold back
             res["edge_profile"] = E.edge_profile(
                 functools.partial(E.generate_eager, PoseSampler(model)), sp, min(n, 50),
