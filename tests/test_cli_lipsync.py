@@ -139,3 +139,100 @@ def test_a_failure_mid_stream_leaves_no_mp4(arts, inputs, tmp_path, monkeypatch,
     assert lipsync(arts, inputs, tmp_path / "z.mp4") == 2
     assert "simulated" in capsys.readouterr().err
     assert calls["n"] == 30 and os.listdir(tmp_path) == []
+
+
+def _face_inputs(size):
+    """A real framed face's crop, an open pose, its crop mouth: render graph inputs."""
+    skimage_data = pytest.importorskip("skimage.data")
+    from avedge.runtime.vision.face_photo import prepare_face
+
+    face = prepare_face(skimage_data.astronaut(), size)
+    crop = np.ascontiguousarray((face.crop.astype(np.float32) / 255).transpose(2, 0, 1)[None])
+    pose = np.full((1, 12), 0.4, np.float32)
+    pose[0, 0], pose[0, 9] = 0.9, 0.0
+    return crop, pose, face.crop_mouth[None].astype(np.float32)
+
+
+@pytest.mark.slow
+def test_export_face_renderer_cpu_pte_and_onnx_match_eager(tmp_path, capsys):
+    """~90 s here: `avedge export face-renderer --target cpu` writes render256/render512 as
+    .pte and .onnx; both backends agree with the eager module on a real face's crop."""
+    torch = pytest.importorskip("torch")
+    from avedge.models import face_renderer as FR
+    from avedge.runtime import load
+    from avedge.runtime.vision.face_photo import CROP
+
+    out = tmp_path / "fr"
+    assert main(["export", "face-renderer", "--target", "cpu", "--out", str(out)]) == 0
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["extra"]["task"] == "face-render" and m["extra"]["crop"] == {
+        "256": CROP[256], "512": CROP[512]}
+    for size in (256, 512):
+        feeds = _face_inputs(size)
+        ref = FR.build()(*map(torch.from_numpy, feeds)).detach().numpy()
+        comp = out / f"render{size}"
+        assert {"model.pte", "model.onnx"} <= {p.name for p in comp.iterdir()}
+        for backend in ("executorch", "onnxruntime"):
+            got = load(comp, backend=backend).run(photo=feeds[0], pose=feeds[1],
+                                                  mouth=feeds[2])["frame"]
+            assert got.shape == (1, 3, CROP[size], CROP[size])
+            np.testing.assert_allclose(got, ref, atol=2e-5, err_msg=f"{size} {backend}")
+
+
+@pytest.mark.slow
+def test_export_face_renderer_jetson_keeps_the_geometry_fp32(tmp_path):
+    """~60 s: jetson-orin's fp16 default does not reach the render graphs (fp16 pixel
+    geometry gives NaN at 512); its ONNX files match eager on CPU."""
+    torch = pytest.importorskip("torch")
+    import onnxruntime as ort
+    from avedge.models import face_renderer as FR
+
+    out = tmp_path / "fr-jetson"
+    assert main(["export", "face-renderer", "--target", "jetson-orin", "--out",
+                 str(out)]) == 0
+    m = json.loads((out / "manifest.json").read_text())
+    assert {c["recipe"] for c in m["components"].values()} == {"fp32"}
+    crop, pose, mouth = _face_inputs(512)
+    ref = FR.build()(*map(torch.from_numpy, (crop, pose, mouth))).detach().numpy()
+    s = ort.InferenceSession(str(out / "render512" / "model.onnx"),
+                             providers=["CPUExecutionProvider"])
+    got = s.run(None, {"photo": crop, "pose": pose, "mouth": mouth})[0]
+    np.testing.assert_allclose(got, ref, atol=2e-5)
+    half = FR.build().half()(*(torch.from_numpy(x).half() for x in (crop, pose, mouth)))
+    assert not torch.isfinite(half).all() or (half.float() - torch.from_numpy(ref)).abs().max() > 0.05
+
+
+def _shipped_pose_weights():
+    from avedge.models.registry import get_family
+
+    w = get_family("lips-pose").weights.get("default")
+    if w is None or not Path(w).is_file():
+        pytest.skip("no shipped lips-pose weights yet")
+    return w
+
+
+@pytest.mark.slow
+def test_shipped_weights_end_to_end_silence_is_a_closed_still_mouth(inputs, tmp_path,
+                                                                    capsys):
+    """The default artifacts (shipped lips-pose weights and the renderer, exported for cpu
+    and cached: minutes the first time): speech moves the mouth, silence keeps it at the
+    rest pose."""
+    _shipped_pose_weights()
+    from avedge.runtime.manifest import open_manifest
+    from avedge.runtime.pipelines.lipsync import LipSync
+    from avedge.runtime.vision.face_photo import prepare_face
+
+    from avedge.cli.common import default_artifact
+    from avedge.cli.lipsync_cmd import renderer_artifact
+
+    out = tmp_path / "talk.mp4"
+    assert main(["lipsync", "--face", str(inputs / "face.png"), "--audio",
+                 str(inputs / "speech.wav"), "--out", str(out), "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["frames"] == 63 and out.is_file()
+    pose_art = default_artifact("lips-pose", "cpu")
+    rest = np.asarray(open_manifest(pose_art).extra["rest_pose"], np.float32)
+    e = LipSync(pose_art, renderer_artifact("cpu"), prepare_face(inputs / "face.png", 256))
+    silent = np.stack([f.pose for f in e.push(np.zeros(16000 * 3, np.float32)) + e.flush()])
+    assert np.abs(silent - rest).mean() < 0.05
+    assert silent.std(0).max() < 0.03  # still

@@ -299,3 +299,43 @@ def test_video_writer_leaves_nothing_on_failure(tmp_path):
         ro.mkdir(mode=0o555)
         with pytest.raises(InputError, match="cannot write"):
             VideoWriter(ro / "x.mp4", 25, (32, 32))
+
+
+# ----------------------------------------------------------------------------- the real family
+
+def export_tiny_lips_pose(out, frames: int = 12, target=None):
+    """The lips-pose family's sampler at tiny dims through its own export plan."""
+    from avedge.models.lipsync import example_inputs
+    from avedge.models.lipsync import pose_flow as pf
+    from avedge.models.lipsync.sampler import PoseSampler
+
+    from avedge.api import export
+
+    torch.manual_seed(0)
+    flow = pf.PoseFlow(pf.Dims(n_mels=16, d_model=16, heads=2, ffn=16, layers=1), frames)
+    with torch.no_grad():  # the head starts at zero (v = 0): give it weights to test with
+        flow.head.weight.normal_(0, 0.3)
+    sampler = PoseSampler(flow.eval()).eval()
+    export(sampler, target or onnx_target(), out, example_inputs=example_inputs(sampler),
+           family="lips-pose", measure=False)
+    return out
+
+
+def test_the_lips_pose_family_streams_through_the_engine(tmp_path, arts, face):
+    """H1's family (tiny dims, custom ops decomposed in ONNX): any chunking gives the same
+    frames, poses in [0, 1], and live mode emits them the lookahead behind the audio."""
+    from avedge.runtime.pipelines.lipsync import LipSync
+
+    art = export_tiny_lips_pose(tmp_path / "lp")
+    audio = speechy(2.0, seed=5)
+    runs = []
+    for chunk in (32000, 1000):
+        e = LipSync(art, arts["render"], tiny_face(face, 16), mode="file")
+        runs.append(np.stack([f.pose for f in run_all(e, audio, chunk)]))
+    assert runs[0].shape == (50, 12)
+    np.testing.assert_array_equal(runs[0], runs[1])
+    assert runs[0].min() >= 0.0 and runs[0].max() <= 1.0 and runs[0].std(0).mean() > 1e-3
+    assert e.window == 12 and e.lookahead == 4 and e.hop == 4
+    live = LipSync(art, arts["render"], tiny_face(face, 16), mode="live")
+    got = [len(live.push(audio[k * HOP:(k + 1) * HOP])) for k in range(20)]
+    assert sum(got) == 20 - live.lookahead
