@@ -66,7 +66,12 @@ def register(sub):
     p.add_argument("--pose-artifact", help="lips-pose artifact (default: shipped, cpu)")
     p.add_argument("--render-artifact", help="face-renderer artifact (default: cpu export)")
     p.add_argument("--backend", help="backend (default: the artifacts' first available)")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="intra-op threads per graph (default: the artifact's target)")
     p.add_argument("--input-device", type=int, help="PortAudio input device index (mic)")
+    p.add_argument("--hop", type=int, default=1,
+                   help="frames between pose windows (default 1: lowest latency; 2 halves "
+                        "the pose cost on a slow machine for ~20 ms more latency)")
     p.add_argument("--max-backlog-ms", type=float, default=120.0,
                    help="audio allowed to wait for the engine before frames are skipped "
                         "(default 120)")
@@ -154,11 +159,40 @@ def check_out(path: str) -> Path:
     return p
 
 
-def default_artifacts(args) -> tuple:
-    from avedge.cli.common import default_artifact
+def _file_audio(path: str, seconds: float | None):
+    """The file decoded as it goes (memory does not grow with its length), at most
+    `seconds` long; a missing, unreadable or empty file fails here, before anything slow."""
+    import itertools
 
-    pose = args.pose_artifact or default_artifact("lips-pose", "cpu")
-    render = args.render_artifact or default_artifact("face-renderer", "cpu")
+    import numpy as np
+
+    from avedge.runtime.pipelines.lipsync import stream_audio
+
+    blocks = stream_audio(path, RATE)
+    blocks = itertools.chain([next(blocks)], blocks)
+    if seconds is None:
+        return blocks
+    left = int(seconds * RATE)
+
+    def limited():
+        nonlocal left
+        for b in blocks:
+            if left <= 0:
+                return
+            yield b[:left]
+            left -= len(b)
+
+    return limited() if left > 0 else iter([np.zeros(0, np.float32)])
+
+
+def default_artifacts(args) -> tuple:
+    """The shipped lips-pose weights and the face renderer, exported for cpu once and
+    cached (as `avedge lipsync` does)."""
+    from avedge.cli.common import default_artifact
+    from avedge.cli.lipsync_cmd import POSE_FAMILY, renderer_artifact
+
+    pose = args.pose_artifact or default_artifact(POSE_FAMILY, "cpu")
+    render = args.render_artifact or renderer_artifact("cpu")
     return pose, render
 
 
@@ -166,20 +200,21 @@ def default_artifacts(args) -> tuple:
 
 def run(args) -> int:
     quiet_native_logs()
-    from avedge.runtime.audio_io import read_audio
     from avedge.runtime.errors import InputError
     from avedge.runtime.kiosk_web import KioskServer, is_loopback, parse_serve
 
     if args.seconds is not None and not args.seconds > 0:
         raise InputError(f"--seconds must be positive, got {args.seconds}")
+    if args.threads is not None and args.threads < 1:
+        raise InputError(f"--threads must be at least 1, got {args.threads}")
+    if args.hop < 1:
+        raise InputError(f"--hop must be at least 1 frame, got {args.hop}")
     if args.max_backlog_ms < 40:
         raise InputError(f"--max-backlog-ms must be at least 40 (one frame), got "
                          f"{args.max_backlog_ms}")
     samples = mic = None
     if args.input != "mic":
-        samples = read_audio(args.input, what="--input").samples
-        if args.seconds is not None:
-            samples = samples[: int(args.seconds * RATE)]
+        samples = _file_audio(args.input, args.seconds)
     out = check_out(args.out) if args.out else None
     if samples is None:
         mic = check_microphone(args.input_device)
@@ -227,7 +262,8 @@ def _run(args, server, out, samples, mic) -> dict:
 
     face = prepare_face(args.face, args.size)
     pose_art, render_art = default_artifacts(args)
-    engine = LipSync(pose_art, render_art, face, backend=args.backend, mode="live")
+    engine = LipSync(pose_art, render_art, face, backend=args.backend, mode="live",
+                     hop_frames=args.hop, threads=args.threads)
     quiet_native_logs()  # again: a backend that imported torch reset its loggers
     notes = list(getattr(face, "notes", None) or [])
     for note in notes:
@@ -275,6 +311,9 @@ def _run(args, server, out, samples, mic) -> dict:
     if writer is not None:
         writer.close()
     report = dict(stats)
+    if pacer is not None and pacer.error is not None:  # a file corrupt part-way: stopped
+        print(f"warning: the input ended early: {pacer.error}", file=sys.stderr)
+        report["input_error"] = str(pacer.error)
     report.update(size=args.size, input_source="microphone" if samples is None else args.input,
                   out=str(out) if out else None, notes=notes,
                   engine=getattr(engine, "stats", None))

@@ -91,11 +91,11 @@ class AudioQueue:
         self._q.put(None)
 
     def get_all(self, timeout: float) -> tuple[list[Chunk], bool]:
-        """Every chunk waiting (blocking up to `timeout` for the first) and whether the
-        input has ended."""
+        """Every chunk waiting (blocking up to `timeout` s for the first; 0: not at all) and
+        whether the input has ended."""
         out, ended = [], False
         try:
-            item = self._q.get(timeout=timeout)
+            item = self._q.get(timeout=timeout) if timeout > 0 else self._q.get_nowait()
             while True:
                 if item is None:
                     ended = True
@@ -108,32 +108,53 @@ class AudioQueue:
 
 
 class FilePacer(threading.Thread):
-    """Delivers `samples` (16 kHz float32) into `q` in `chunk_ms` chunks, each at the wall
-    time its last sample would have been recorded: a file that behaves like a microphone.
-    `start_at` (wall clock) delays the first chunk; `delay_hook(k)` -> extra seconds before
-    chunk k (tests use it to make chunks late)."""
+    """Delivers audio (16 kHz float32: one array, or an iterable of arrays such as a file
+    decoded as it goes) into `q` in `chunk_ms` chunks, each at the wall time its last sample
+    would have been recorded: a file that behaves like a microphone. `start_at` (wall
+    clock) delays the first chunk; `delay_hook(k)` -> extra seconds before chunk k (tests
+    make chunks late with it). An AvedgeError from the source (a file corrupt part-way)
+    ends the input there: kept in `error`, the stream closes normally."""
 
-    def __init__(self, samples: np.ndarray, q: AudioQueue, chunk_ms: float = 20.0,
+    def __init__(self, samples, q: AudioQueue, chunk_ms: float = 20.0,
                  start_at: float | None = None, delay_hook=None):
         super().__init__(daemon=True, name="kiosk-file-pacer")
-        self.samples = np.asarray(samples, np.float32).reshape(-1)
+        self.source = samples
         self.q, self.delay_hook = q, delay_hook
         self.chunk = max(1, round(chunk_ms * SAMPLE_RATE / 1000))
         self.start_at = start_at
         self.stop_event = threading.Event()
+        self.error: AvedgeError | None = None
+        self.samples_sent = 0
+
+    def _pieces(self):
+        blocks = [self.source] if isinstance(self.source, np.ndarray) else self.source
+        buf = np.zeros(0, np.float32)
+        for block in blocks:
+            block = np.asarray(block, np.float32).reshape(-1)
+            buf = np.concatenate([buf, block]) if len(buf) else block
+            while len(buf) >= self.chunk:
+                yield buf[: self.chunk]
+                buf = buf[self.chunk:]
+        if len(buf):
+            yield buf
 
     def run(self) -> None:
         t0 = self.start_at if self.start_at is not None else wall_clock()
-        n = len(self.samples)
-        for k, s in enumerate(range(0, n, self.chunk)):
-            e = min(n, s + self.chunk)
-            due = t0 + e / SAMPLE_RATE + (self.delay_hook(k) if self.delay_hook else 0.0)
-            while (wait := due - wall_clock()) > 0:
-                if self.stop_event.wait(min(wait, 0.05)):
-                    self.q.close()
-                    return
-            self.q.put(self.samples[s:e], start=s)
-        self.q.close()
+        s = 0
+        try:
+            for k, piece in enumerate(self._pieces()):
+                due = t0 + (s + len(piece)) / SAMPLE_RATE \
+                    + (self.delay_hook(k) if self.delay_hook else 0.0)
+                while (wait := due - wall_clock()) > 0:
+                    if self.stop_event.wait(min(wait, 0.05)):
+                        return
+                self.q.put(piece, start=s)
+                s += len(piece)
+                self.samples_sent = s
+        except AvedgeError as exc:
+            self.error = exc
+        finally:
+            self.q.close()
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -365,6 +386,22 @@ class KioskLoop:
         return k + skipped
 
     # ---- the loop
+    def _take(self, n: int) -> np.ndarray:
+        """The oldest `n` waiting samples (fewer if fewer wait)."""
+        parts, left = [], n
+        while left and self._pending:
+            head = self._pending[0]
+            if len(head) <= left:
+                parts.append(self._pending.popleft())
+                left -= len(head)
+            else:
+                parts.append(head[:left])
+                self._pending[0] = head[left:]
+                left = 0
+        pcm = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        self._pending_n -= len(pcm)
+        return pcm
+
     def _push(self, pcm: np.ndarray | None) -> list:
         if self.before_push is not None:
             self.before_push(0 if pcm is None else len(pcm))
@@ -401,18 +438,22 @@ class KioskLoop:
 
     def run(self) -> dict:
         """Until the source ends (or stop()): push what arrived, emit frames, skip when
-        behind; then flush the engine. Returns stats()."""
+        behind; then flush the engine. Returns stats().
+
+        The audio goes to the engine one frame (HOP samples, aligned on the engine's frame
+        boundaries) at a time, and the queue is checked again between frames: a frame is
+        handed to the sinks as soon as it is computed, not after the whole backlog, and a
+        backlog is noticed (and skipped) while it builds up."""
         ended = False
-        while not ended and not self._stop.is_set():
-            chunks, ended = self.source.get_all(self.poll_s)
+        while (not ended or self._pending_n) and not self._stop.is_set():
+            wait = 0.0 if self._pending_n or ended else self.poll_s
+            chunks, end_now = self.source.get_all(wait)
+            ended = ended or end_now
             for c in chunks:
                 self._accept(c)
             self._skip_if_behind()
             if self._pending_n:
-                pcm = np.concatenate(self._pending) if len(self._pending) > 1 \
-                    else self._pending[0]
-                self._pending.clear()
-                self._pending_n = 0
+                pcm = self._take(HOP - self.engine_pos % HOP)
                 self.pushed_end += len(pcm)
                 self.engine_pos += len(pcm)
                 self._emit(self._push(pcm))

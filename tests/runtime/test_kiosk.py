@@ -411,6 +411,21 @@ def test_malformed_late_and_missing_chunks_do_not_end_the_stream(make_engine):
     assert rec.frames[-1].index >= 45  # frames kept coming after every bad chunk
 
 
+def test_a_file_corrupt_part_way_ends_the_input_there(make_engine):
+    from avedge.runtime.errors import InputError
+
+    def blocks():
+        yield speech_like(0.5)
+        raise InputError("audio file 'x.wav' is corrupt or truncated after 0.5 s")
+
+    q, rec = AudioQueue(), Recorder()
+    pacer = FilePacer(blocks(), q)
+    pacer.start()
+    stats = KioskLoop(make_engine(), q, sinks=[rec]).run()
+    check_covers(stats, rec, 13)  # 0.5 s: 12.5 frames, the last one flushed
+    assert isinstance(pacer.error, InputError) and pacer.samples_sent == 8000
+
+
 # ----------------------------------------------------------------------------- the CLI
 
 @pytest.fixture(scope="module")
@@ -454,7 +469,9 @@ def test_cli_writes_the_mp4_and_reports_json(artifacts, photo, wav, tmp_path, ca
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--input", "missing.wav"], "--input file 'missing.wav' does not exist"),
+    (["--input", "missing.wav"], "audio file 'missing.wav' does not exist"),
+    (["--input", "{face}"], "has no audio stream"),
+    (["--input", "{wav}", "--hop", "0"], "--hop must be at least 1"),
     (["--input", "{wav}", "--seconds", "0"], "--seconds must be positive"),
     (["--input", "{wav}", "--out", "x.gif"], "accepted extensions are .mp4"),
     (["--input", "{wav}", "--out", "/nonexistent/x.mp4"], "folder '/nonexistent' does not"),
@@ -465,7 +482,7 @@ def test_cli_writes_the_mp4_and_reports_json(artifacts, photo, wav, tmp_path, ca
 def test_cli_bad_input_is_one_line(extra, message, photo, wav, capsys):
     from avedge.cli import main
 
-    args = ["kiosk", "--face", str(photo)] + [a.format(wav=wav) for a in extra]
+    args = ["kiosk", "--face", str(photo)] + [a.format(wav=wav, face=photo) for a in extra]
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("avedge kiosk: error:") and message in err
