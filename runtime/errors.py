@@ -30,3 +30,13 @@ class InputError(AvedgeError, ValueError):
 
 class BackendUnavailableError(AvedgeError):
     """A backend that cannot run on this machine (missing package, no GPU, ...)."""
+
+
+class RecipeNotApplicable(AvedgeError):
+    """A recipe's module-level config that cannot be applied to this model (pruning a
+    model with no MLP pairs, head pruning with no attention, ...). `graph` names the
+    graph of a composite artifact it was refused on (None for a single graph)."""
+
+    def __init__(self, message: str, graph: str | None = None):
+        super().__init__(message)
+        self.graph = graph

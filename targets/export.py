@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from avedge.quantize import get_recipe
-from avedge.runtime.errors import AvedgeError
+from avedge.runtime.errors import AvedgeError, RecipeNotApplicable
 from avedge.runtime.fsutil import staged_dir
 from avedge.runtime.loader import INIT_STATE_FILE, load
 from avedge.runtime.manifest import (
@@ -158,9 +158,13 @@ def export_components(target, decided: list, out_dir, *, family: str | None = No
             # The artifact's own Target object, not its name: it may carry an override
             # (avedge export --npu-precision) that the registered target lacks.
             comp_target = target if comp.target == target.name else comp.target
-            art = export(comp_target, comp.module, comp.example_inputs, tmp / comp.name,
-                         comp.recipe, family=f"{family}/{comp.name}" if family else comp.name,
-                         allow_over_budget=allow_over_budget, recipe_source=source)
+            try:
+                art = export(comp_target, comp.module, comp.example_inputs, tmp / comp.name,
+                             comp.recipe,
+                             family=f"{family}/{comp.name}" if family else comp.name,
+                             allow_over_budget=allow_over_budget, recipe_source=source)
+            except RecipeNotApplicable as exc:
+                raise RecipeNotApplicable(str(exc), graph=comp.name) from exc
             parts[comp.name] = {"dir": comp.name, "recipe": art.manifest["recipe"],
                                 "recipe_source": source, "target": comp.target}
             files[f"{comp.name}/{MANIFEST_NAME}"] = file_record(tmp / comp.name / MANIFEST_NAME,

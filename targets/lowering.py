@@ -26,7 +26,7 @@ from avedge.quantize import (
 )
 from avedge.quantize.configs import Bf16Config, KeepFloatConfig
 from avedge.quantize.recipes import RECIPES
-from avedge.runtime.errors import AvedgeError
+from avedge.runtime.errors import AvedgeError, RecipeNotApplicable
 
 
 @dataclass
@@ -215,4 +215,9 @@ def prepare(module, recipe: Recipe, target, example_inputs=None):
     if reason:
         raise AvedgeError(f"{reason}; recipes for {target.name}: "
                           f"{', '.join(recipes_for(target))}")
-    return apply_recipe(module, recipe, example_inputs)  # inputs: to trace/calibrate
+    try:
+        return apply_recipe(module, recipe, example_inputs)  # inputs: to trace/calibrate
+    except RecipeNotApplicable:
+        raise
+    except AvedgeError as exc:  # a handler's refusal: the sweep records it as a skip
+        raise RecipeNotApplicable(str(exc)) from exc

@@ -30,7 +30,7 @@ import time
 import traceback
 from pathlib import Path
 
-from avedge.runtime.errors import AvedgeError
+from avedge.runtime.errors import AvedgeError, RecipeNotApplicable
 from avedge.runtime.fsutil import atomic_write_json
 
 RESULT = "result.json"
@@ -128,10 +128,14 @@ def _measure(spec: dict, out: Path) -> dict:
     # would cost a lowering each and are not what this trial measures). Refusals were
     # decided on the whole target (static_skip), as `avedge export --target` decides them.
     one = dataclasses.replace(target, backends=(backend,))
-    _check_applies(spec, one)
     t = time.perf_counter()
-    art = api.export(spec["model"], one, out / ARTIFACT, recipe=spec["recipe"],
-                     weights=spec.get("weights"), measure=False)
+    try:  # the recipe is applied once, by the export itself
+        art = api.export(spec["model"], one, out / ARTIFACT, recipe=spec["recipe"],
+                         weights=spec.get("weights"), measure=False)
+    except RecipeNotApplicable as exc:  # e.g. pruning a model without MLP pairs
+        where = f" (graph {exc.graph!r})" if exc.graph else ""
+        raise Skip(f"recipe {spec['recipe']!r} does not apply{where}: {one_line(exc)}") \
+            from exc
     export_s = time.perf_counter() - t
     result = {"family": art.manifest.get("family"), "threads": target.threads,
               "recipe_configs": get_recipe(spec["recipe"]).to_json()["configs"],
@@ -167,30 +171,6 @@ def measured_graph(metric: dict | None, components: dict | None) -> str | None:
         raise AvedgeError(f"the metric names graph {name!r}; the artifact holds "
                           f"{', '.join(components)}")
     return name
-
-
-def _check_applies(spec: dict, target) -> None:
-    """Skip when the recipe's module-level configs do not apply to a graph it is given
-    (e.g. pruning a model without MLP pairs): the handler says why, before any lowering."""
-    from avedge import api
-    from avedge.quantize import get_recipe
-    from avedge.targets import get_target
-    from avedge.targets.lowering import prepare
-
-    p = api.plan(spec["model"], target, spec["recipe"], spec.get("weights"))
-    for comp, source in p.components:
-        if source != "user":
-            continue  # another target's graph keeps its own recipe
-        comp_target = target if comp.target == target.name else get_target(comp.target)
-        try:
-            # With the graph's example inputs, as export passes them: a recipe that ranks
-            # or fine-tunes on inputs (Taylor pruning, distillation, QAT) needs them when
-            # the module has no calibration_inputs() (the lip reader without a bank).
-            prepare(comp.module, get_recipe(comp.recipe), comp_target, comp.example_inputs)
-        except AvedgeError as exc:
-            where = f" (graph {comp.name!r})" if p.composite else ""
-            raise Skip(f"recipe {spec['recipe']!r} does not apply{where}: {one_line(exc)}") \
-                from exc
 
 
 def _component_manifests(path: Path) -> dict:

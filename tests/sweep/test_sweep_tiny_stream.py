@@ -14,7 +14,7 @@ from avedge.targets import get_target
 
 from avedge.cli import main
 
-RECIPES = ["fp32", "int8", "prune-0.25"]  # prune: tiny-stream has no MLP pairs to prune
+RECIPES = ["fp32", "int8-static", "prune-0.25"]  # prune: tiny-stream has no MLP pairs to prune
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +37,8 @@ def test_sweep_writes_every_trial_and_the_four_files(swept):
     trials = by_id(out)
     assert sorted(trials) == sorted(f"{r}__cpu__{b}" for r in RECIPES for b in cpu.backends)
     ok = {k: t for k, t in trials.items() if t["status"] == "ok"}
-    assert sorted(ok) == sorted(f"{r}__cpu__{b}" for r in ("fp32", "int8") for b in cpu.backends)
+    assert sorted(ok) == sorted(f"{r}__cpu__{b}" for r in ("fp32", "int8-static")
+                          for b in cpu.backends)
     for t in ok.values():
         assert 0 < t["latency_median_ms"] <= t["latency_p90_ms"]
         assert t["latency_source"] == "measured" and t["runs"] == 30
@@ -50,10 +51,10 @@ def test_sweep_writes_every_trial_and_the_four_files(swept):
         assert t["size_bytes"] == (art / model_file).stat().st_size
         assert load(art, backend=t["backend"]).backend == t["backend"]
         assert [c["type"] for c in t["recipe_configs"]] == (
-            ["Int8DynamicConfig"] if t["recipe"] == "int8" else [])
-    # int8 stores int8 weights where the backend's lowering quantizes convolutions (ONNX).
-    assert (ok["int8__cpu__onnxruntime"]["size_bytes"]
-            < 0.6 * ok["fp32__cpu__onnxruntime"]["size_bytes"])
+            ["Int8StaticConfig"] if t["recipe"] == "int8-static" else [])
+    # Static int8 quantizes the convolutions in both formats: int8 weights on disk.
+    for b in cpu.backends:
+        assert ok[f"int8-static__cpu__{b}"]["size_bytes"] < 0.7 * ok[f"fp32__cpu__{b}"]["size_bytes"]
     for b in cpu.backends:
         skipped = trials[f"prune-0.25__cpu__{b}"]
         assert skipped["status"] == "skipped"
@@ -75,7 +76,7 @@ def test_sweep_writes_every_trial_and_the_four_files(swept):
     page = (out / "report.html").read_text()
     assert "data:image/png;base64," in page and machine["cpu"] in page
     assert all(f"<td>{tid}</td>" in page for tid in trials)
-    assert "Int8DynamicConfig" in page
+    assert "Int8StaticConfig" in page
 
 
 @pytest.mark.slow

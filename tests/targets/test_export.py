@@ -113,3 +113,16 @@ def test_pte_manifest_records_its_planned_memory_against_the_ram_budget(tmp_path
     pte = art.manifest["files"]["model.pte"]["bytes"]
     assert b["model_ram_mb"] == round((pte + arena) / 2**20, 4)
     assert b["ram_ok"] is (b["model_ram_mb"] <= b["ram_mb"])
+
+
+def test_a_recipe_that_does_not_apply_names_the_graph_and_leaves_nothing(tmp_path, tiny_model):
+    from avedge.models.registry import Component
+    from avedge.runtime.errors import RecipeNotApplicable
+    from avedge.targets.export import export_components
+
+    model, example = tiny_model  # convolutions only: nothing for MLP pruning to take
+    comp = Component("encoder", model, tuple(example), recipe="prune-0.25", target="cpu")
+    with pytest.raises(RecipeNotApplicable, match="PruneChannelsConfig found nothing") as err:
+        export_components("cpu", [(comp, "user")], tmp_path / "art", family="tiny")
+    assert err.value.graph == "encoder"
+    assert not (tmp_path / "art").exists()
