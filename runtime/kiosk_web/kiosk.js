@@ -14,6 +14,7 @@ const MARGIN = 0.06;        // s between a frame's arrival and its time on scree
 const EARLY_SLACK = 0.12;   // s ahead of time for 2 s in a row: delay more than needed
 const LATE_RUN = 5;         // frames in a row after their time: resync
 const KEEP_AUDIO = 3.0;     // s of received audio kept to reschedule on a resync
+const MAX_QUEUE = 75;       // decoded frames waiting for their time (3 s)
 
 const statusEl = document.getElementById('status');
 const canvas = document.getElementById('face');
@@ -75,10 +76,13 @@ function setupAudio() {
   const check = () => {
     K.audioState = actx.state;
     soundBtn.style.display = actx.state === 'running' ? 'none' : 'block';
-    if (actx.state === 'running' && K.clock !== 'audio' && base !== null) {
-      // switch the timeline to the audio clock at the same position
+    if (base === null) return;
+    const want = actx.state === 'running' ? 'audio' : 'wall';
+    if (want !== K.clock) {
+      // move the timeline to the other clock at the same position: the audio clock stops
+      // while the context is suspended, the page's does not
       const pos = position();
-      K.clock = 'audio';
+      K.clock = want;
       rebase(clockNow() - pos);
     }
   };
@@ -161,6 +165,10 @@ function onFrame(meta, payload) {
     let k = queue.length;
     while (k > 0 && queue[k - 1].i > f.i) k -= 1;
     queue.splice(k, 0, f);
+    while (queue.length > MAX_QUEUE) {            // a stalled clock must not fill memory
+      queue.shift().bmp.close();
+      K.framesSkipped += 1;
+    }
   }).catch((e) => { K.error = 'bad frame: ' + e; });
 }
 

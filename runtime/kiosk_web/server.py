@@ -109,6 +109,7 @@ class KioskServer(Sink):
         self.host, self.port, self.size = host, port, size
         self.quality, self.fps, self.rate = int(jpeg_quality), fps, rate
         self._viewers: dict[int, _Viewer] = {}
+        self._gone_drops = 0  # messages lost by viewers that have left
         self._lock = threading.Lock()
         self._next_id = 1
         self.viewer_connected = threading.Event()
@@ -189,6 +190,7 @@ class KioskServer(Sink):
     def _remove_viewer(self, v: _Viewer) -> None:
         with self._lock:
             self._viewers.pop(v.id, None)
+            self._gone_drops += v.drops
 
     def _broadcast(self, msg: bytes | None) -> None:
         with self._lock:
@@ -267,11 +269,12 @@ class KioskServer(Sink):
         with self._lock:
             reports = {str(k): dict(v) for k, v in self.reports.items()}
             viewers = len(self._viewers)
+            drops = self._gone_drops + sum(v.drops for v in self._viewers.values())
         return {"url": self.url, "report_endpoint": self.url + "report",
                 "viewers_connected": viewers, "viewers_reported": len(reports),
                 "display_latency_ms": self.page_latency.summary(),
                 "av_offset_ms": self.page_av.summary(),
-                "viewer_drops": sum(v.drops for v in list(self._viewers.values())),
+                "viewer_drops": drops,
                 "jpeg_ms_per_frame": round(self.encode_ms / self.encoded, 3)
                 if self.encoded else None,
                 "encode_drops": self.encode_drops, "reports": reports}

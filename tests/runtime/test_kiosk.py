@@ -521,3 +521,21 @@ def test_cli_microphone_problem_is_named(photo, capsys):
         assert "--input-device 9999 is not an input device" in err
     else:
         assert "no microphone: PortAudio finds no audio input device" in err
+
+
+def test_cli_warns_when_serving_beyond_loopback(tmp_path, wav, capsys):
+    """0.0.0.0 is served only when asked for, with a warning (the run then stops at the
+    photo, which has no face: the server had started before the models load)."""
+    from PIL import Image
+
+    from avedge.cli import main
+
+    blank = tmp_path / "wall.png"
+    Image.fromarray(np.full((300, 300, 3), 128, np.uint8)).save(blank)
+    assert main(["kiosk", "--face", str(blank), "--input", str(wav),
+                 "--serve", "0.0.0.0:0"]) == 2
+    err = capsys.readouterr().err
+    assert "warning: serving the kiosk page on 0.0.0.0, not loopback" in err
+    assert "no frontal face" in err
+    assert main(["kiosk", "--face", str(blank), "--input", str(wav), "--serve"]) == 2
+    assert "warning" not in capsys.readouterr().err  # the default: loopback, no warning
