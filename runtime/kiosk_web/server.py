@@ -31,7 +31,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 
 import numpy as np
-from avedge.runtime.errors import InputError
+from avedge.runtime.errors import AvedgeError, InputError
 from avedge.runtime.pipelines.kiosk import LatencyStats, Sink
 
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8765
@@ -128,6 +128,11 @@ class KioskServer(Sink):
     # ---- lifecycle
     def start(self) -> str:
         """Bind and serve in background threads; returns the page's URL."""
+        here = resources.files(__package__)
+        missing = [n for n, _ in set(STATIC.values()) if not here.joinpath(n).is_file()]
+        if missing:  # a wheel built without the package data
+            raise AvedgeError(f"the kiosk page's files ({', '.join(sorted(missing))}) are "
+                              f"missing from this avedge install; reinstall avedge")
         handler = type("KioskHandler", (_Handler,), {"kiosk": self})
         try:
             self._httpd = ThreadingHTTPServer((self.host, self.port), handler)
