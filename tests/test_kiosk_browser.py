@@ -135,7 +135,8 @@ def test_kiosk_page_in_headless_chromium(kiosk_inputs, tmp_path):
         assert b["audio_time"] - a["audio_time"] > 0.5  # the audio clock advances: playing
         assert b["index"] - a["index"] >= 10  # ~37 frames were due in 1.5 s
         changed = driver.execute_script(DIFF, "a", "b")
-        assert changed > 20, f"only {changed} pixels changed between frames {a['index']} " \
+        print("pixels changed", changed, "frames", a["index"], b["index"])
+        assert changed > 200, f"only {changed} pixels changed between frames {a['index']} " \
                              f"and {b['index']}"
         # the page reports latency: status line and window.kiosk
         assert 0 < b["latency"] < 5000
