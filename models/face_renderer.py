@@ -52,6 +52,9 @@ class Dims:
     # runtime's framing (runtime/vision/face_photo.py) sizes them; tests shrink them.
     crop256: int = CROP[256]
     crop512: int = CROP[512]
+    # "grid_sample" (torch's, ONNX GridSample) or "mouth_warp" (the avedge kernel: the same
+    # bilinear, border-clamped backward warp, by a pixel displacement field).
+    warp: str = "grid_sample"
 
 
 def _smooth01(x: torch.Tensor) -> torch.Tensor:
@@ -117,11 +120,16 @@ class FaceRenderer(nn.Module):
         # 1. backward warp: where does output pixel (u, v) come from?  (B,H,W)
         u_src = u / (1.0 + (sx - 1.0) * near)
         v_src = v - low * down_w + upp * up_w + corner * lift_w
-        grid = torch.stack([gx0 + gxu * u_src + gxv * v_src,
-                            gy0 + gyu * u_src + gyv * v_src], dim=-1)  # (B,H,W,2)
         src = photo.expand(B, -1, -1, -1) if photo.shape[0] != B else photo
-        warped = F.grid_sample(src, grid, mode="bilinear", padding_mode="border",
-                               align_corners=False)
+        if d.warp == "mouth_warp":  # source pixel minus output pixel, (B,2,H,W)
+            flow = torch.stack([cx + hw * (ca * u_src - sa * v_src) - xs,
+                                cy + hw * (sa * u_src + ca * v_src) - ys], dim=1)
+            warped = torch.ops.avedge.mouth_warp(src, flow)
+        else:
+            grid = torch.stack([gx0 + gxu * u_src + gxv * v_src,
+                                gy0 + gyu * u_src + gyv * v_src], dim=-1)  # (B,H,W,2)
+            warped = F.grid_sample(src, grid, mode="bilinear", padding_mode="border",
+                                   align_corners=False)
 
         # 2. interior between the inner lip contours v_top(u) < v < v_bot(u)
         un = u / sx

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.util
 import sys
 import time
 from pathlib import Path
@@ -54,7 +55,8 @@ def register(sub):
     p.add_argument("--size", default="256", metavar="256|512",
                    help="output frame side in pixels (default 256)")
     p.add_argument("--backend", metavar="B",
-                   help="onnxruntime or executorch (default: the artifact's first available)")
+                   help="onnxruntime or executorch (default: onnxruntime where installed, "
+                        "else the artifact's first available)")
     p.add_argument("--pose-artifact", metavar="DIR",
                    help="lips-pose artifact (default: the shipped weights, exported for cpu)")
     p.add_argument("--render-artifact", metavar="DIR",
@@ -94,7 +96,10 @@ def run(args) -> int:
                          f"{args.backend!r}")
     if args.threads is not None and args.threads < 1:
         raise InputError(f"--threads must be at least 1; got {args.threads}")
-    res = lipsync(args.face, args.audio, args.out, size=int(args.size), backend=args.backend,
+    backend = args.backend
+    if backend is None and importlib.util.find_spec("onnxruntime") is not None:
+        backend = "onnxruntime"  # the render graph runs ~1.1-2x faster there than in .pte
+    res = lipsync(args.face, args.audio, args.out, size=int(args.size), backend=backend,
                   pose_artifact=args.pose_artifact, render_artifact=args.render_artifact,
                   threads=args.threads)
     if args.json:

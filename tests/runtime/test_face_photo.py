@@ -147,3 +147,21 @@ def test_falloff_constants_match_the_renderer():
     from avedge.models import face_renderer as FR
 
     assert FP.FALLOFF_U == FR.FALLOFF_U and FP.FALLOFF_V == FR.FALLOFF_V
+
+
+def test_the_mouth_warp_kernel_renders_what_grid_sample_does(astronaut):
+    """models/face_renderer.py Dims(warp="mouth_warp"): the avedge kernel in place of
+    grid_sample (what makes the .pte render ~2x faster at 256 here), same frames."""
+    torch = pytest.importorskip("torch")
+    import avedge.cpp_kernels.ops  # noqa: F401 (registers torch.ops.avedge)
+    from avedge.models import face_renderer as FR
+
+    face = FP.prepare_face(astronaut, 256)
+    crop = torch.from_numpy(face.crop.astype(np.float32) / 255).permute(2, 0, 1)[None]
+    pose = torch.full((1, 12), 0.4)
+    pose[0, 0], pose[0, 9] = 0.9, 0.0
+    mouth = torch.from_numpy(face.crop_mouth[None].copy())
+    a = FR.build()(crop, pose, mouth)
+    b = FR.build(FR.Dims(warp="mouth_warp"))(crop, pose, mouth)
+    assert (a - crop).abs().max() > 0.2
+    assert (a - b).abs().max() < 1e-4
