@@ -131,7 +131,13 @@ def lipsync(face_path, audio_path, out, *, size: int = 256, backend: str | None 
         first = next(audio)  # missing / unreadable / empty audio fails here
         if pose_artifact is None:
             from avedge.cli.common import default_artifact
+            from avedge.models.registry import get_family
+            from avedge.runtime.errors import AvedgeError
 
+            w = get_family(POSE_FAMILY).weights["default"]
+            if not Path(w).is_file():
+                raise AvedgeError(f"no shipped lips-pose weights at {w}; train them (`avedge "
+                                  f"train lips-pose`) or pass --pose-artifact DIR")
             pose_artifact = default_artifact(POSE_FAMILY, "cpu")
         if render_artifact is None:
             render_artifact = renderer_artifact("cpu")
