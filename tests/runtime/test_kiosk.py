@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 import time
 import urllib.request
@@ -77,6 +78,9 @@ def kiosk_artifacts(root: Path) -> tuple[Path, Path]:
     extra["sizes"] = {"256": "render256"}
     export_pipeline(target, comps, render, family="face-renderer", extra=extra)
     (root / key / "done").write_text("ok\n")
+    for old in root.iterdir():  # exports of older sources: never used again
+        if old.name != key:
+            shutil.rmtree(old, ignore_errors=True)
     return pose, render
 
 
