@@ -14,7 +14,7 @@ DEMO_OUT ?= demo-out
 # stacks (extras, see pyproject.toml). The Arm NPU toolchain (~240 MB) is installed
 # unless NO_ETHOS_U=1.
 comma := ,
-EXTRAS := export,train,sweep,lipread,audio,dev,corpus,bench$(if $(NO_ETHOS_U),,$(comma)ethos-u)
+EXTRAS := export,train,sweep,lipread,lipsync,audio,dev,corpus,bench$(if $(NO_ETHOS_U),,$(comma)ethos-u)
 
 .PHONY: setup demo test lint clean system-packages
 
