@@ -69,6 +69,7 @@ POSE_DIMS = len(DIMS)  # 12
 WINDOW_FRAMES = 40  # 1.6 s: the exported graph's fixed window
 CROSS_WINDOW = 4.0  # frames: the joint-attention cross-stream window (+-)
 REST_T = torch.from_numpy(REST.copy())
+FIXED_PREFIX = "audio.logmel."  # buffers computed at construction, not trained
 
 
 def to_model_space(pose: torch.Tensor) -> torch.Tensor:
@@ -268,8 +269,10 @@ class PoseFlow(nn.Module):
 def save_weights(model: PoseFlow, path: str | Path, meta: dict | None = None) -> None:
     from avedge.models.common.weights_file import write_weights
 
-    write_weights(model.state_dict(), path, NAME, asdict(model.dims),
-                  {"frames": model.frames, **(meta or {})})
+    # The log-mel's DFT and mel matrices (1.3 MB, half the file) are fixed functions of
+    # the dims: not stored; load_weights rebuilds them.
+    sd = {k: v for k, v in model.state_dict().items() if not k.startswith(FIXED_PREFIX)}
+    write_weights(sd, path, NAME, asdict(model.dims), {"frames": model.frames, **(meta or {})})
 
 
 def load_weights(path: str | Path, dims: Dims | None = None) -> PoseFlow:
@@ -279,8 +282,9 @@ def load_weights(path: str | Path, dims: Dims | None = None) -> PoseFlow:
     tensors, meta = read_weights(path, NAME)
     model = PoseFlow(dims or Dims.from_json(json.loads(meta.get("dims", "{}"))),
                      int(meta.get("frames", WINDOW_FRAMES)))
+    fixed = {k: v for k, v in model.state_dict().items() if k.startswith(FIXED_PREFIX)}
     try:
-        model.load_state_dict(tensors)
+        model.load_state_dict({**fixed, **tensors})
     except RuntimeError as exc:
         raise AvedgeError(f"{str(path)!r} does not fit dims {asdict(model.dims)}: {exc}") from exc
     return model.eval()

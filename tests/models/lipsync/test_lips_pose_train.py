@@ -132,7 +132,7 @@ def test_pose_errors_and_silence_stats():
 def test_edge_lookahead_counts_the_unreliable_right_edge_frames():
     err = np.full(40, 0.02)
     err[:2] = 0.05  # the left edge does not count
-    err[-3:] = [0.025, 0.03, 0.04]
+    err[-4:] = [0.039, 0.045, 0.06, 0.08]
     assert E.edge_lookahead(err) == (pytest.approx(0.02), 3)
     assert E.edge_lookahead(np.full(40, 0.02))[1] == 0
 
