@@ -70,7 +70,7 @@ def export_plan(module: PoseSampler, facts: TargetFacts) -> list[Component]:
 def manifest_extra() -> dict:
     return {"task": "lips-pose", "fps": FPS, "sample_rate": SAMPLE_RATE,
             "hop_samples": HOP_SAMPLES, "window_frames": WINDOW_FRAMES,
-            "pose_dims": list(DIMS), "rest_pose": [float(x) for x in REST],
+            "pose_dims": list(DIMS), "rest_pose": [round(float(x), 6) for x in REST],
             "steps": STEPS, "method": METHOD, "guidance": GUIDANCE,
             "lookahead_frames": LOOKAHEAD_FRAMES}
 

@@ -159,7 +159,7 @@ def eval_windows(n: int, bank_dir=None, split: str = SPLIT, seed: int = SEED,
 
 def _result(res: dict, prov: dict) -> dict:
     return {"name": METRIC, "value": round(res["mae"], 4), "higher_is_better": False,
-            "n": prov["n"], "eval_set": prov, "details": res}
+            "n": prov["n"], "backend": prov.get("backend"), "eval_set": prov, "details": res}
 
 
 def _unavailable(exc: Exception) -> dict:
