@@ -68,6 +68,9 @@ def run(args) -> int:
     return 0
 
 
+ITEMS = {"si_sdri_db": "mixtures", "wer": "utterances", "pose_mae": "windows"}  # eval items
+
+
 def print_metric(metric: dict | None) -> None:
     """The family metric the export measured, or why it could not."""
     if not metric:
@@ -77,5 +80,9 @@ def print_metric(metric: dict | None) -> None:
         return
     where = metric.get("eval_set", {})
     se = f" ± {metric['se_db']:.2f}" if metric.get("se_db") is not None else ""
-    print(f"  {metric['name']}: {metric['value']:+.2f}{se} on {metric['n']} "
-          f"{where.get('split', '')} mixtures through the runtime ({metric.get('backend')})")
+    value = metric["value"]
+    # dB figures read well signed with 2 decimals; small errors (pose MAE ~0.01) need 4.
+    shown = f"{value:+.2f}" if abs(value) >= 1 or "db" in metric["name"] else f"{value:.4g}"
+    items = ITEMS.get(metric["name"], "items")
+    print(f"  {metric['name']}: {shown}{se} on {metric['n']} {where.get('split', '')} "
+          f"{items} through the runtime ({metric.get('backend')})")
