@@ -81,8 +81,8 @@ def print_metric(metric: dict | None) -> None:
     where = metric.get("eval_set", {})
     se = f" ± {metric['se_db']:.2f}" if metric.get("se_db") is not None else ""
     value = metric["value"]
-    # dB figures read well signed with 2 decimals; small errors (pose MAE ~0.01) need 4.
-    shown = f"{value:+.2f}" if abs(value) >= 1 or "db" in metric["name"] else f"{value:.4g}"
+    # A dB gain reads well signed with 2 decimals; an error (WER %, pose MAE ~0.01) as is.
+    shown = f"{value:+.2f}" if "db" in metric["name"] else f"{value:.4g}"
     items = ITEMS.get(metric["name"], "items")
     print(f"  {metric['name']}: {shown}{se} on {metric['n']} {where.get('split', '')} "
           f"{items} through the runtime ({metric.get('backend')})")
