@@ -48,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
 EXTRA_OF = {"torch": "export", "torchao": "export", "executorch": "export", "onnx": "export",
             "onnxscript": "export", "safetensors": "export", "tqdm": "train",
             "pyaudio": "audio", "matplotlib": "sweep", "ray": "sweep", "torch_pruning": "sweep",
-            "av": "lipread", "flashlight": "lipread"}
+            "av": "lipread", "flashlight": "lipread", "cv2": "lipread", "jiwer": "lipread",
+            "PIL": "lipsync", "selenium": "dev"}
 
 
 def main(argv: list[str] | None = None) -> int:
