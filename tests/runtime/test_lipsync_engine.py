@@ -335,7 +335,11 @@ def test_the_lips_pose_family_streams_through_the_engine(tmp_path, arts, face):
     assert runs[0].shape == (50, 12)
     np.testing.assert_array_equal(runs[0], runs[1])
     assert runs[0].min() >= 0.0 and runs[0].max() <= 1.0 and runs[0].std(0).mean() > 1e-3
-    assert e.window == 12 and e.lookahead == 4 and e.hop == 4
+    from avedge.models.lipsync import manifest_extra
+
+    # file mode: the largest hop that keeps `lookahead` frames of context on both sides
+    assert e.window == 12 and e.lookahead == manifest_extra()["lookahead_frames"] >= 1
+    assert e.hop == e.window - 2 * e.lookahead - e.crossfade and e.hop >= 1
     live = LipSync(art, arts["render"], tiny_face(face, 16), mode="live")
     got = [len(live.push(audio[k * HOP:(k + 1) * HOP])) for k in range(20)]
     assert sum(got) == 20 - live.lookahead

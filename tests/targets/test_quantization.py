@@ -21,12 +21,10 @@ def test_static_int8_quantizes_every_conv_in_both_formats(artifacts):
     assert files["model.pte"]["bytes"] < 0.7 * artifacts["int8"].manifest["files"]["model.pte"]["bytes"]
 
 
-def test_dynamic_int8_leaves_convs_float_in_both_formats_and_says_so(artifacts):
-    # Neither XNNPACK's dynamic quantizer nor ours for ONNX takes convs (onnxruntime's
-    # ConvInteger is slower than its fp32 conv): the manifest must say so, not claim int8.
+def test_dynamic_int8_leaves_pte_convs_float_and_says_so(artifacts):
     q = artifacts["int8"].manifest["quantization"]
     assert q["pte"] == {"int8_compute_ops": 0, "float_compute_ops": 4}
-    assert q["onnx"] == {"int8_compute_ops": 0, "float_compute_ops": 4}
+    assert q["onnx"]["int8_compute_ops"] == 4  # our ONNX dynamic int8 takes 1-D convs
 
 
 def test_static_int8_stays_close_to_fp32(artifacts):
