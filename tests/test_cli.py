@@ -113,6 +113,12 @@ def test_demo_runs(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "executorch" in out and "onnxruntime" in out and "median_ms" in out
     assert (tmp_path / "demo" / "tiny-stream-cpu" / "manifest.json").exists()
+    # the lip-sync step wrote its video and read it back
+    from avedge.runtime.video_io import read_video
+
+    video = read_video(tmp_path / "demo" / "lip-sync" / "talking.mp4")
+    assert len(video.frames) > 10 and video.frames.shape[1:] == (256, 256, 3)
+    assert "round trip, the lip reader on the generated video" in out
 
 
 def test_npu_targets_export_the_npu_fitted_weights_when_they_ship(tmp_path):

@@ -106,6 +106,20 @@ def save_run(files: RunFiles, checkpoint: dict, write_weights: Callable[[Path], 
     atomic_write_json(files.record, record, indent=1)
 
 
+def optimizer_step(loss: torch.Tensor, opt, params, clip: float, average=None,
+                   model=None, step: int = 0) -> float:
+    """One update: backward, gradient-norm clipping to `clip`, the optimizer's step, then
+    the weight average (`average.update(model, step)`) when there is one. -> the gradient
+    norm before clipping."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    gnorm = float(torch.nn.utils.clip_grad_norm_(params, clip))
+    opt.step()
+    if average is not None:
+        average.update(model, step)
+    return gnorm
+
+
 # ----------------------------------------------------------------------------- options
 
 def check_precision(precision: str) -> None:

@@ -369,12 +369,7 @@ def train(cfg: TrainConfig, data=None, fresh: bool = False, progress: bool = Tru
         with trainer.autocast(dev, cfg.precision):
             feats = model.features(video, audio, mod)
             loss = ctc_loss(model, feats, labels.to(dev), lens.to(dev))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        gnorm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip))
-        opt.step()
-        if avg:
-            avg.update(model, k)
+        gnorm = trainer.optimizer_step(loss, opt, model.parameters(), cfg.clip, avg, model, k)
         state["samples"] += cfg.batch
         return float(loss.detach()), {"gnorm": f"{gnorm:.1f}", "lr": f"{opt.param_groups[0]['lr']:.1e}"}
 

@@ -254,12 +254,7 @@ def train(cfg: TrainConfig, data=None, fresh: bool = False, progress: bool = Tru
             g["lr"] = lr_at(cfg, k, state["train_seconds"])
         with trainer.autocast(dev, cfg.precision):
             loss, parts = flow_loss(model, batch, cfg.aux_weight)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        gnorm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip))
-        opt.step()
-        if avg:
-            avg.update(model, k)
+        gnorm = trainer.optimizer_step(loss, opt, model.parameters(), cfg.clip, avg, model, k)
         state["samples"] += cfg.batch
         return float(loss.detach()), {"fm": f"{parts['fm']:.3f}", "aux": f"{parts['aux']:.3f}",
                                       "gnorm": f"{gnorm:.2f}"}

@@ -431,12 +431,7 @@ def train(cfg: TrainConfig, data=None, fresh: bool = False, progress: bool = Tru
                 spk_head.weight, dim=1).T
             loss = loss + cfg.speaker_loss * torch.nn.functional.cross_entropy(
                 logits, labels[known])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        gnorm = float(torch.nn.utils.clip_grad_norm_(params, cfg.clip))
-        opt.step()
-        if avg:
-            avg.update(model, k)
+        gnorm = trainer.optimizer_step(loss, opt, params, cfg.clip, avg, model, k)
         state["samples"] += cfg.batch
         return float(loss.detach()), {"phase": phase_at(cfg, k), "gnorm": f"{gnorm:.1f}"}
 
