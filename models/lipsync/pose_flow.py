@@ -154,7 +154,7 @@ class AudioFrontEnd(nn.Module):
         level = mel.mean(dim=-1, keepdim=True)
         # Fixed scales (speech spans about -14 .. 8 in log power): shape and loudness.
         feats = torch.cat([(mel - level) * 0.25, (level + 3.0) * 0.125], dim=-1)
-        feats = feats.to(self.conv[0].weight.dtype)
+        feats = feats.to(next(self.conv.parameters()).dtype)  # any layer type (low-rank)
         return self.conv(feats.transpose(1, 2)).transpose(1, 2)
 
 
@@ -248,7 +248,9 @@ class PoseFlow(nn.Module):
 
     def velocity(self, a: torch.Tensor, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """a: encoded audio (B, 2F, d); x (B, F, 12) model space; t (B,) -> v (B, F, 12)."""
-        temb = self.temb(time_embedding(t, self.dims.d_model).to(self.inp.weight.dtype))
+        # the dtype of the pose input, not of a layer's .weight: low-rank turns Linears into
+        # Sequentials (quantize/low_rank.py)
+        temb = self.temb(time_embedding(t, self.dims.d_model).to(x.dtype))
         m = self.inp(x) + temb[:, None, :]
         rope_a, rope_m = (self.cos_a, self.sin_a), (self.cos_m, self.sin_m)
         # Every block's adaLN parameters first: the one time embedding then feeds linears
