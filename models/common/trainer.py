@@ -120,6 +120,20 @@ def optimizer_step(loss: torch.Tensor, opt, params, clip: float, average=None,
     return gnorm
 
 
+def save_averaged_run(files: RunFiles, model, average, opt, state: dict, config: dict,
+                      save_weights: Callable, record: dict, **parts) -> None:
+    """save_run for a trainer with an optional weight average: the checkpoint holds the
+    trained model, `parts` (more modules, by name), the average and the optimizer; the
+    weights written are the average's when there is one. save_weights(module, path,
+    meta=...) is the family's writer."""
+    shipped = average.model if average else model
+    save_run(files, {"model": model.state_dict(),
+                     **{name: m.state_dict() for name, m in parts.items()},
+                     "ema": average.state_dict() if average else None,
+                     "opt": opt.state_dict(), "state": state, "config": config},
+             lambda path: save_weights(shipped, path, meta={"steps": state["step"]}), record)
+
+
 # ----------------------------------------------------------------------------- options
 
 def check_precision(precision: str) -> None:

@@ -385,12 +385,8 @@ def train(cfg: TrainConfig, data=None, fresh: bool = False, progress: bool = Tru
         return entry
 
     def save() -> None:
-        trainer.save_run(
-            files, {"model": model.state_dict(), "ema": avg.state_dict() if avg else None,
-                    "opt": opt.state_dict(), "state": state, "config": asdict(cfg)},
-            lambda path: lr.save_weights(avg.model if avg else model, path,
-                                         meta={"steps": state["step"]}),
-            record())
+        trainer.save_averaged_run(files, model, avg, opt, state, asdict(cfg), lr.save_weights,
+                                  record())
 
     loader = BatchLoader(functools.partial(make_batch, cfg), train_set, state["step"],
                          cfg.workers)

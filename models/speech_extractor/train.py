@@ -447,13 +447,8 @@ def train(cfg: TrainConfig, data=None, fresh: bool = False, progress: bool = Tru
         return entry
 
     def save() -> None:
-        trainer.save_run(
-            files, {"model": model.state_dict(), "encoder": enc.state_dict(),
-                    "spk_head": spk_head.state_dict(), "ema": avg.state_dict() if avg else None,
-                    "opt": opt.state_dict(), "state": state, "config": asdict(cfg)},
-            lambda path: se.save_weights(avg.model if avg else model, path,
-                                         meta={"steps": state["step"]}),
-            record())
+        trainer.save_averaged_run(files, model, avg, opt, state, asdict(cfg), se.save_weights,
+                                  record(), encoder=enc, spk_head=spk_head)
 
     def after_checkpoint() -> None:
         if hasattr(data, "refresh") and data.refresh():
