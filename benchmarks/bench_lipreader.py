@@ -250,32 +250,21 @@ def viseme_floor(bank: str) -> dict:
 
 # ----------------------------------------------------------------------------- tables
 
-def wer_table(q: dict, floor: float | None) -> list[str]:
+def wer_table(q: dict, floor: float | None = None, key: str = "wer",
+              rates=RATES) -> list[str]:
+    """Markdown rows of `key` (wer, or wer_greedy) per precision x rate x modality."""
     lines = ["| precision | rate | modality | " + " | ".join(CONDITIONS) + " |",
              "|---|---|---|" + "---:|" * len(CONDITIONS)]
     for p in q:
-        for r in RATES:
+        for r in rates:
             for mod in MODALITIES:
                 cell = q[p][mod].get(r)
                 if cell is None:
                     continue
-                vals = [f"{cell[c]['wer']:.1f}" if c in cell else "=" for c in CONDITIONS]
+                vals = [f"{cell[c][key]:.1f}" if c in cell else "=" for c in CONDITIONS]
                 lines.append(f"| {p} | {r} | {mod} | " + " | ".join(vals) + " |")
     if floor is not None:
         lines.append(f"| viseme oracle | - | video | {floor:.1f} | = | = | = |")
-    return lines
-
-
-def greedy_table(q: dict, rate: int = 1) -> list[str]:
-    lines = ["| precision | rate | modality | " + " | ".join(CONDITIONS) + " |",
-             "|---|---|---|" + "---:|" * len(CONDITIONS)]
-    for p in q:
-        for mod in MODALITIES:
-            cell = q[p][mod].get(rate)
-            if cell is None:
-                continue
-            vals = [f"{cell[c]['wer_greedy']:.1f}" if c in cell else "=" for c in CONDITIONS]
-            lines.append(f"| {p} | {rate} | {mod} | " + " | ".join(vals) + " |")
     return lines
 
 
@@ -450,7 +439,7 @@ def print_report(res: dict, log=print) -> None:
             f"{res['viseme_floor']['sentences']} test GRID sentences): {fl:.1f} % - the WER of "
             f"a reader that sees the exact viseme sequence; video-only rows cannot go below it.")
     log("\nGreedy CTC (no lexicon), rate 1:\n")
-    log("\n".join(greedy_table(res["quality"])))
+    log("\n".join(wer_table(res["quality"], key="wer_greedy", rates=(1,))))
     hs = res["holdout_synth"]
     if hs["wer"]:
         log(f"\nHeld-out synthesizer ({hs['synth']}, {res['n_piper']} GRID utterances, rate 1, "
