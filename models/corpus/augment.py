@@ -121,3 +121,81 @@ def reverb(x: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def scale_to_ratio(ref: np.ndarray, other: np.ndarray, db: float) -> np.ndarray:
     """Scale `other` so that 10 log10(P_ref / P_other) = db."""
     return other * (rms(ref) / (rms(other) * 10 ** (db / 20)))
+
+
+# --- recording realism (issue #19): what a real microphone, room and codec do to a voice ----
+
+CODECS = (("libopus", "ogg", (8000, 24000)), ("libmp3lame", "mp3", (16000, 40000)),
+          ("aac", "adts", (16000, 40000)))
+MAX_CODEC_DELAY = 4000  # samples searched for the codec's own delay (mp3: ~1100, aac: 1024)
+
+
+def band_limit(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A microphone/channel: high-pass at 50-300 Hz and low-pass at 3-7.6 kHz (Butterworth,
+    order 2-4); one draw in five is a telephone band (300-3400 Hz)."""
+    from scipy.signal import butter, sosfilt
+
+    if rng.random() < 0.2:
+        lo, hi = 300.0, 3400.0
+    else:
+        lo, hi = float(rng.uniform(50, 300)), float(rng.uniform(3000, 7600))
+    order = int(rng.integers(2, 5))
+    sos = butter(order, [lo, hi], btype="bandpass", fs=SAMPLE_RATE, output="sos")
+    return sosfilt(sos, x).astype(np.float32)
+
+
+def codec(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Encode and decode with a lossy codec at a low bitrate (Opus 8-24 kb/s, MP3 or AAC
+    16-40 kb/s) through PyAV's bundled encoders; the codec's delay is found by
+    cross-correlation and removed, so the output lines up with x (same length)."""
+    import io
+
+    import av
+
+    name, fmt, rates = CODECS[int(rng.integers(len(CODECS)))]
+    buf = io.BytesIO()
+    with av.open(buf, "w", format=fmt) as out:
+        st = out.add_stream(name, rate=SAMPLE_RATE, layout="mono")
+        st.bit_rate = int(rng.integers(*rates))
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(x[None, :], np.float32),
+                                           format="flt", layout="mono")
+        frame.sample_rate = SAMPLE_RATE
+        for pkt in list(st.encode(frame)) + list(st.encode(None)):
+            out.mux(pkt)
+    buf.seek(0)
+    with av.open(buf) as inp:
+        rate = inp.streams.audio[0].codec_context.sample_rate  # Opus decodes at 48 kHz
+        y = np.concatenate([f.to_ndarray().reshape(f.samples, -1).mean(axis=1)
+                            for f in inp.decode(audio=0)]).astype(np.float32)
+    if rate != SAMPLE_RATE:
+        y = resample_poly(y, SAMPLE_RATE, rate).astype(np.float32)
+    n = len(x)
+    m = min(len(y), n + MAX_CODEC_DELAY)
+    corr = fftconvolve(y[:m], x[::-1], mode="full")[n - 1: n - 1 + MAX_CODEC_DELAY]
+    lag = int(np.argmax(corr)) if len(corr) else 0
+    out = y[lag: lag + n]
+    return np.pad(out, (0, n - len(out))).astype(np.float32)
+
+
+def formant_warp(x: np.ndarray, alpha: float, n_fft: int = 512, hop: int = 128,
+                 n_ceps: int = 30) -> np.ndarray:
+    """Spectral-envelope (vocal-tract length) warp by alpha with the pitch kept: each
+    frame's cepstrally smoothed envelope is resampled along frequency (f -> f / alpha) and
+    the spectrum multiplied by warped / original envelope. alpha > 1: a shorter tract."""
+    if abs(alpha - 1) < 1e-3 or len(x) < n_fft:
+        return x
+    _, _, X = stft(x, nperseg=n_fft, noverlap=n_fft - hop, boundary="zeros")  # (F, N)
+    logmag = np.log(np.abs(X) + 1e-6)
+    ceps = np.fft.irfft(logmag, axis=0)  # (n_fft, N): real cepstrum per frame
+    ceps[n_ceps: n_fft - n_ceps + 1] = 0.0  # lifter: keep the envelope
+    env = np.fft.rfft(ceps, axis=0).real  # (F, N) log envelope
+    bins = np.arange(X.shape[0], dtype=np.float64)
+    src = np.clip(bins / alpha, 0, X.shape[0] - 1)
+    k = src.astype(int)
+    k1 = np.minimum(k + 1, X.shape[0] - 1)
+    a = (src - k)[:, None]
+    warped = (1 - a) * env[k] + a * env[k1]
+    gain = np.exp(np.clip(warped - env, -4.0, 4.0))  # +-35 dB at most
+    _, y = istft(X * gain, nperseg=n_fft, noverlap=n_fft - hop)
+    y = y[: len(x)]
+    return np.pad(y, (0, len(x) - len(y))).astype(np.float32)

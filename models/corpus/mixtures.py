@@ -40,6 +40,13 @@ P_CLEAN_ENROLL, P_QUIET_ENROLL = 0.2, 0.3
 # enrollment, that are too few. (The independent pitch/speed perturbations below train
 # tolerance to a voice's own variation instead: the enrollment does not follow them.)
 P_VOICE_SHIFT, VOICE_SHIFT = 0.5, 3.0
+# Recording realism (issue #19; training only). The extractor trained on clean synthetic
+# voices turned real recorded people down as if they were interferers: real voices come
+# through microphones (band limits), codecs, and vocal tracts of every length. A formant
+# warp is a property of the voice (the enrollment gets the same); band limit and codec are
+# the channel of each talker and are drawn per talker.
+P_FORMANT, FORMANT_ALPHA = 0.3, (0.88, 1.14)
+P_BAND, P_CODEC = 0.3, 0.15
 PEAK = 0.95  # mixture peak after scaling (no clipping)
 LEVEL_DBFS = (-33.0, -18.0)  # target RMS
 
@@ -94,14 +101,21 @@ class MixtureSampler:
         self._i = 0
 
     # -- one talker -------------------------------------------------------------------
-    def _talker(self, u: BankUtt, rng, n: int, shift: float = 0.0):
+    def _talker(self, u: BankUtt, rng, n: int, shift: float = 0.0, alpha: float = 1.0):
         """-> (reverberant window, early-reverb window, offset of the utterance start,
-        speed factor). `shift`: the voice's pitch/formant shift in semitones."""
+        speed factor). `shift`: the voice's pitch/formant shift in semitones; `alpha`: its
+        spectral-envelope warp (1 = none)."""
         x = self.bank.audio(u)
         if shift:
             x = A.pitch_shift(x, shift)
+        if alpha != 1.0:
+            x = A.formant_warp(x, alpha)
         factor = 1.0
         if self.augment:
+            if rng.random() < P_BAND:
+                x = A.band_limit(x, rng)
+            if rng.random() < P_CODEC:
+                x = A.codec(x, rng)
             if rng.random() < P_SPEED:
                 factor = float(_pick(rng, list(A.SPEEDS)))
                 x = A.speed(x, factor)
@@ -125,7 +139,10 @@ class MixtureSampler:
         shift = 0.0
         if self.augment and rng.random() < P_VOICE_SHIFT:  # eval sets keep their draws
             shift = float(rng.uniform(-VOICE_SHIFT, VOICE_SHIFT))
-        target_wet, target, off, factor = self._talker(tu, rng, self.n, shift)
+        alpha = 1.0
+        if self.augment and rng.random() < P_FORMANT:
+            alpha = float(rng.uniform(*FORMANT_ALPHA))
+        target_wet, target, off, factor = self._talker(tu, rng, self.n, shift, alpha)
         # Interferers: other voices of the same split, summed, then set to the SIR.
         n_int = int(rng.integers(self.n_interferers[0], self.n_interferers[1] + 1))
         if self.p_solo and rng.random() < self.p_solo:  # drawn only when asked: eval sets
@@ -151,7 +168,7 @@ class MixtureSampler:
             mixture = mixture + A.scale_to_ratio(target_wet, interf, sir)
         mixture = mixture + A.scale_to_ratio(target_wet, noise, snr)
         g = min(1.0, PEAK / (np.abs(mixture).max() + A.EPS))  # same gain keeps SIR/SNR
-        enroll = self._enrollment(utts, k, rng, shift)
+        enroll = self._enrollment(utts, k, rng, shift, alpha)
         return {
             "mixture": (mixture * g).astype(np.float32),  # (T,)
             "target": (target * g).astype(np.float32),  # (T,)
@@ -159,6 +176,7 @@ class MixtureSampler:
             "voice": voice, "synth": tu.synth, "text": tu.text, "utt_index": tu.index,
             "target_offset": off,  # samples: where the (speed-perturbed) utterance starts
             "speed": factor, "voice_shift": shift,  # semitones, target and enrollment
+            "formant_warp": alpha,  # target and enrollment
             "interferers": ivoices, "sir_db": sir, "snr_db": snr, "noise": ntype,
             "sample_rate": SAMPLE_RATE,
         }
@@ -174,7 +192,7 @@ class MixtureSampler:
             out += x / A.rms(x)
         return out / A.rms(out)
 
-    def _enrollment(self, utts, k, rng, shift: float = 0.0) -> np.ndarray:
+    def _enrollment(self, utts, k, rng, shift: float = 0.0, alpha: float = 1.0) -> np.ndarray:
         """A different utterance of the same voice (shifted as the target's: `shift`),
         noisy (SNR 5-20 dB; in training also quieter or clean, see P_CLEAN_ENROLL),
         <= n_enroll."""
@@ -186,6 +204,8 @@ class MixtureSampler:
             x = x[s: s + self.n_enroll]
         if shift:
             x = A.pitch_shift(x, shift)
+        if alpha != 1.0:
+            x = A.formant_warp(x, alpha)
         if self.augment and rng.random() < P_REVERB:
             x, _ = A.reverb(x, _pick(rng, A.rir_bank(self.seed)))
         noise = A.colored_noise(len(x), _pick(rng, ("white", "pink", "brown")), rng)

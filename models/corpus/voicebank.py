@@ -27,12 +27,12 @@ from pathlib import Path
 import numpy as np
 from avedge.models.corpus import GENERATOR_VERSION, text
 from avedge.models.corpus.phonemes import Utterance
-from avedge.models.corpus.voices import SYNTHS, Voice, catalogue, split_of
+from avedge.models.corpus.voices import ALL_SYNTHS, SYNTHS, Voice, catalogue, split_of
 from avedge.runtime.audio_io import SAMPLE_RATE
 from avedge.runtime.errors import AvedgeError
 from avedge.runtime.fsutil import atomic_write_text
 
-DEFAULT_N_PER_VOICE = {"piper": 200, "kokoro": 8, "espeak": 4}
+DEFAULT_N_PER_VOICE = {"piper": 200, "kokoro": 8, "espeak": 4, "festival": 60, "klettres": 60}
 GRID_FRACTION = 0.5  # half GRID commands (lip reading), half free sentences (extraction)
 
 
@@ -71,6 +71,12 @@ def synthesize(voice: Voice, sentence: str, rng: np.random.Generator) -> Utteran
         from avedge.models.corpus.voice_kokoro import synthesize as kokoro
         a, b, w = voice.params
         return kokoro(sentence, a, b, w, speed=float(rng.uniform(0.9, 1.1)))
+    if voice.synth == "festival":
+        from avedge.models.corpus.voice_festival import synthesize as festival
+        return festival(sentence, voice.params[0], rng)
+    if voice.synth == "klettres":
+        from avedge.models.corpus.voice_klettres import synthesize as klettres
+        return klettres(voice.params[0], rng)
     from avedge.models.corpus.voice_espeak import synthesize as espeak
     name, pitch = voice.params
     return espeak(sentence, name, rate=int(rng.integers(140, 190)),
@@ -135,7 +141,7 @@ def build_bank(out_dir, voices=None, n_per_voice=None, seed: int = 0, synths=SYN
         vs = catalogue(synths)
         if max_voices:
             keep = []
-            for s in SYNTHS:
+            for s in ALL_SYNTHS:
                 group = [v for v in vs if v.synth == s]
                 cap = max_voices.get(s, len(group))
                 if cap < len(group):
@@ -147,7 +153,7 @@ def build_bank(out_dir, voices=None, n_per_voice=None, seed: int = 0, synths=SYN
         vs = [Voice.parse(v) for v in voices]
     counts = dict(DEFAULT_N_PER_VOICE)
     if isinstance(n_per_voice, int):
-        counts = {s: n_per_voice for s in SYNTHS}
+        counts = {s: n_per_voice for s in ALL_SYNTHS}
     elif n_per_voice:
         counts.update(n_per_voice)
     per_synth: dict[str, dict] = {}

@@ -4,6 +4,14 @@ A voice id names a synthesizer and the parameters that make one talker:
     piper:joe                     piper's single English voice
     kokoro:<a>+<b>@<w>            Kokoro style vector (1-w)*a + w*b (w=0: pure a)
     espeak:<accent>+<variant>@<pitch>  espeak-ng accent, variant file, base pitch (0..99)
+    festival:<voice>              a real recorded person through a festival voice
+    klettres:<lang>               KLettres' real recordings of one native speaker
+
+The real voices (REAL_SYNTHS) are not in the default catalogue: they need Debian packages
+(festival voices, klettres-data) that the synthetic corpus does not. Their split is fixed
+by name (REAL_VAL) rather than hashed: there are only ~28 of them, and validation must
+hold a few real people out. They have no "test" voices: the test of real speech is the
+reserved recordings of models/corpus/real_eval.py, never trained or validated on.
 
 Splits are disjoint in voice. Assignment is a stable hash of the voice id (not of the
 seed), so train/val/test never trade voices between runs or bank builds. Holding out a
@@ -16,11 +24,17 @@ import hashlib
 from dataclasses import dataclass
 from itertools import combinations
 
-from avedge.models.corpus import voice_espeak
+from avedge.models.corpus import voice_espeak, voice_festival, voice_klettres
 from avedge.models.corpus.voice_kokoro import STYLES
 from avedge.runtime.errors import AvedgeError
 
 SYNTHS = ("piper", "kokoro", "espeak")
+REAL_SYNTHS = ("festival", "klettres")
+ALL_SYNTHS = SYNTHS + REAL_SYNTHS
+# Real people held out for validation: a child, an Italian man, a Finnish man, and three
+# KLettres speakers (Dutch, Hungarian, Arabic).
+REAL_VAL = frozenset({"festival:czech_krb", "festival:pc_diphone", "festival:hy_fi_mv_diphone",
+                      "klettres:nl", "klettres:hu", "klettres:ar"})
 SPLITS = ("train", "val", "test")
 SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
 KOKORO_WEIGHTS = (0.0, 0.25, 0.5, 0.75)
@@ -48,9 +62,15 @@ class Voice:
             if synth == "espeak":
                 name, _, pitch = rest.partition("@")
                 return Voice(vid, synth, (name, int(pitch or 50)))
+            if synth == "festival":
+                voice_festival.check_voice(rest)
+                return Voice(vid, synth, (rest,))
+            if synth == "klettres":
+                voice_klettres.check_language(rest)
+                return Voice(vid, synth, (rest,))
         except ValueError as exc:
             raise AvedgeError(f"bad voice id {vid!r}: {exc}") from exc
-        raise AvedgeError(f"bad voice id {vid!r}; synthesizers: {', '.join(SYNTHS)}")
+        raise AvedgeError(f"bad voice id {vid!r}; synthesizers: {', '.join(ALL_SYNTHS)}")
 
 
 def catalogue(synths=SYNTHS) -> list[Voice]:
@@ -68,6 +88,10 @@ def catalogue(synths=SYNTHS) -> list[Voice]:
         out += [Voice.parse(f"kokoro:{a}+{a}@0") for a in STYLES]
         for a, b in combinations(STYLES, 2):
             out += [Voice.parse(f"kokoro:{a}+{b}@{w}") for w in KOKORO_WEIGHTS[1:]]
+    if "festival" in synths:
+        out += [Voice.parse(f"festival:{v}") for v in voice_festival.VOICES]
+    if "klettres" in synths:
+        out += [Voice.parse(f"klettres:{lang}") for lang in voice_klettres.LANGUAGES]
     return out
 
 
@@ -79,13 +103,15 @@ def split_of(vid: str, holdout_synth: str | None = None) -> str:
     """Stable split of a voice. A lone piper voice goes to train unless held out."""
     synth = vid.partition(":")[0]
     if holdout_synth is not None:
-        if holdout_synth not in SYNTHS:
+        if holdout_synth not in ALL_SYNTHS:
             raise AvedgeError(f"unknown synthesizer {holdout_synth!r}; available: "
-                              f"{', '.join(SYNTHS)}")
+                              f"{', '.join(ALL_SYNTHS)}")
         if synth == holdout_synth:
             return "test"
     if synth == "piper":
         return "train"
+    if synth in REAL_SYNTHS:
+        return "val" if vid in REAL_VAL else "train"
     u = _unit(vid)
     split = "train" if u < SPLIT_FRACTIONS[0] else "val" if u < sum(SPLIT_FRACTIONS[:2]) \
         else "test"

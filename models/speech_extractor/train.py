@@ -67,6 +67,10 @@ class TrainConfig:
     # held out, it is the target of the held-out-synthesizer test (eval_sets).
     holdout_synth: str | None = "piper"
     natural_share: float = 0.5  # share of training targets from neural (non-espeak) voices
+    # Share of training targets from real recorded people (festival/KLettres voices of the
+    # bank, models/corpus/voices.py REAL_SYNTHS; issue #19), taken before natural_share
+    # splits the rest. Ignored when the bank has none.
+    real_share: float = 0.3
     # Share of mixtures with no interfering talker, only noise (issue #4: the extractor
     # must not lose to a denoiser there). Without them the model never saw a lone voice
     # and, unsure of a voice unlike its training ones, turned it down: piper noise only
@@ -145,7 +149,7 @@ class CorpusData:
                                        seconds=self.cfg.seconds, p_solo=self.cfg.solo_share,
                                        **kw) for _, kw in CURRICULUM]
         voices = weighted_voices(self.samplers[0].voices, self.cfg.holdout_synth,
-                                 self.cfg.natural_share)
+                                 self.cfg.natural_share, self.cfg.real_share)
         for smp in self.samplers:
             smp.voices = voices
         return True
@@ -155,9 +159,10 @@ class CorpusData:
         """Every training voice of the catalogue -> class of the speaker-ID loss (fixed
         even while the bank is still being built)."""
         if not hasattr(self, "_voice_index"):
-            from avedge.models.corpus.voices import catalogue, split_of
+            from avedge.models.corpus.voices import ALL_SYNTHS, catalogue, split_of
 
-            ids = [v.id for v in catalogue() if split_of(v.id) == "train"
+            # Real voices come last in the catalogue: the synthetic classes keep their index.
+            ids = [v.id for v in catalogue(ALL_SYNTHS) if split_of(v.id) == "train"
                    and v.synth != self.cfg.holdout_synth]
             self._voice_index = {v: i for i, v in enumerate(ids)}
         return self._voice_index
@@ -171,6 +176,27 @@ class CorpusData:
 
         return eval_mixtures(self.bank, split=split, n=n, seed=seed, holdout_synth=holdout_synth,
                              **kw)
+
+    def real_val_set(self, n: int, seed: int = 1234) -> list[dict]:
+        """Validation on real speech: targets are the bank's real people of the val split
+        (REAL_VAL), interferers and babble any val voice, issue #4 conditions. Empty when
+        the bank has no real val voice."""
+        from avedge.models.corpus.voices import REAL_SYNTHS
+
+        smp = self._sampler(self.bank, split="val", seed=seed, augment=False,
+                            n_interferers=1, sir_db=0.0, snr_db=5.0)
+        own = [v for v in smp.voices if v.partition(":")[0] in REAL_SYNTHS]
+        if not own:
+            return []
+        others = [v for v in smp.voices if v not in own]
+        smp.voices = own * max(1, len(others) // len(own)) + others
+        out, i = [], 0
+        while len(out) < n:
+            ex = smp.sample_at(i)
+            i += 1
+            if ex["voice"] in own:
+                out.append(ex)
+        return out
 
     def heldout_synth_set(self, n: int, seed: int = 1234, **kw) -> list[dict]:
         """Mixtures whose *target* is a voice of the held-out synthesizer, interfering
@@ -214,10 +240,19 @@ class CorpusData:
                 "train_synths": sorted({v.partition(":")[0] for v in train_voices})}
 
 
-def weighted_voices(voices: list[str], exclude_synth: str | None, natural_share: float):
-    """Drop a held-out synthesizer; repeat neural voices so that they are `natural_share`
-    of the targets (espeak has ~20x more voices than the neural synthesizers)."""
+def weighted_voices(voices: list[str], exclude_synth: str | None, natural_share: float,
+                    real_share: float = 0.0):
+    """Drop a held-out synthesizer; repeat real voices so that they are `real_share` of the
+    targets, and of the rest neural voices so that they are `natural_share` (espeak has
+    ~20x more voices than the neural synthesizers, ~40x more than real people)."""
+    from avedge.models.corpus.voices import REAL_SYNTHS
+
     voices = [v for v in voices if v.partition(":")[0] != exclude_synth]
+    real = [v for v in voices if v.partition(":")[0] in REAL_SYNTHS]
+    if real and 0 < real_share < 1:
+        rest = weighted_voices([v for v in voices if v not in real], None, natural_share)
+        rep = max(1, round(real_share / (1 - real_share) * len(rest) / len(real)))
+        return rest + real * rep
     esp = [v for v in voices if v.startswith("espeak:")]
     nat = [v for v in voices if not v.startswith("espeak:")]
     if not esp or not nat or not 0 < natural_share < 1:
@@ -233,8 +268,9 @@ def make_batch(data, cfg: TrainConfig, phase: int, start: int, rng: np.random.Ge
     index = getattr(data, "voice_index", {})
     for i in range(cfg.batch):
         ex = data.sample(phase, start + i)
-        # A shifted voice is a new speaker: no class of the speaker-ID loss.
-        labels.append(-1 if ex.get("voice_shift") else index.get(ex.get("voice"), -1))
+        # A shifted or warped voice is a new speaker: no class of the speaker-ID loss.
+        new_voice = ex.get("voice_shift") or ex.get("formant_warp", 1.0) != 1.0
+        labels.append(-1 if new_voice else index.get(ex.get("voice"), -1))
         g = 10 ** (rng.uniform(*GAIN_DB) / 20)
         mixes.append(np.clip(ex["mixture"] * g, -1.0, 1.0))
         targets.append(ex["target"] * g)
@@ -389,6 +425,8 @@ def train(cfg: TrainConfig, data=None, fresh: bool = False, progress: bool = Tru
         if val["set"] is None:
             try:
                 val["set"] = data.eval_set("val", cfg.eval_n, holdout_synth=None)
+                real = getattr(data, "real_val_set", None)
+                val["real"] = real(cfg.eval_n) if real else []
             except AvedgeError as exc:
                 log(f"no validation yet: {exc}")
         return val["set"]
@@ -443,6 +481,9 @@ def train(cfg: TrainConfig, data=None, fresh: bool = False, progress: bool = Tru
         if avg:
             entry["val_ema"] = evaluate(avg.model, val_set())
             msg += f", averaged weights {entry['val_ema']['si_sdri_db']:.2f} dB"
+        if val.get("real"):  # real recorded people held out (issue #19): the curve that matters
+            entry["val_real_ema"] = evaluate(avg.model if avg else model, val["real"])
+            msg += f"; real voices {entry['val_real_ema']['si_sdri_db']:.2f} dB"
         log(msg)
         return entry
 
