@@ -187,14 +187,19 @@ def _trim(x: np.ndarray, floor_db: float = 35.0, margin_s: float = 0.03) -> np.n
     return x[max(0, on[0] * hop - m): min(len(x), (on[-1] + 1) * hop + m)]
 
 
-def _chain(clips: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
-    """Clips one after another with short silent gaps."""
-    parts = []
+def _chain(clips: list[np.ndarray], rng: np.random.Generator, with_starts: bool = False):
+    """Clips one after another with short silent gaps (-> and where each starts)."""
+    parts, starts, at = [], [], 0
     for k, c in enumerate(clips):
         if k:
-            parts.append(np.zeros(int(rng.uniform(*GAP_SECONDS) * SAMPLE_RATE), np.float32))
+            gap = int(rng.uniform(*GAP_SECONDS) * SAMPLE_RATE)
+            parts.append(np.zeros(gap, np.float32))
+            at += gap
         parts.append(c)
-    return np.concatenate(parts).astype(np.float32)
+        starts.append(at)
+        at += len(c)
+    x = np.concatenate(parts).astype(np.float32)
+    return (x, starts) if with_starts else x
 
 
 def _klettres(lang: str, rng: np.random.Generator) -> list[tuple[str, np.ndarray]]:
@@ -332,16 +337,20 @@ def _range(v, what: str) -> tuple[float, float]:
 
 
 def _enrollment(recs: list[Recording], n: int, rng) -> tuple[np.ndarray, list[str]]:
-    """The given recordings chained, cropped to <= n samples, noisy at 5-20 dB SNR."""
-    x = _chain([r.audio for r in recs], rng)
-    if len(x) > n:
-        s = int(rng.integers(len(x) - n + 1))
-        x = x[s: s + n]
+    """Recordings chained until n samples (or all of them), a random n-sample crop, noise
+    at 5-20 dB SNR. -> (clip, names of the recordings the crop holds)."""
+    k = 1
+    while k < len(recs) and sum(len(r.audio) for r in recs[:k]) < n:
+        k += 1
+    x, starts = _chain([r.audio for r in recs[:k]], rng, with_starts=True)
+    s = int(rng.integers(len(x) - n + 1)) if len(x) > n else 0
+    x = x[s: s + n]
+    names = [r.name for r, a in zip(recs[:k], starts)  # those with >= 0.5 s in the crop
+             if min(a + len(r.audio), s + len(x)) - max(a, s) >= SAMPLE_RATE // 2]
     noise = A.colored_noise(len(x), ("white", "pink", "brown")[int(rng.integers(3))], rng)
     x = x + A.scale_to_ratio(x, noise, float(rng.uniform(*ENROLL_SNR_DB)))
     x = x * (10 ** (ENROLL_DBFS / 20) / A.rms(x))
-    return (x * min(1.0, PEAK / (np.abs(x).max() + A.EPS))).astype(np.float32), \
-        [r.name for r in recs]
+    return (x * min(1.0, PEAK / (np.abs(x).max() + A.EPS))).astype(np.float32), names
 
 
 def _babble(spk, exclude: set[str], n: int, rng) -> np.ndarray:
