@@ -9,10 +9,12 @@ source, order <= 12: ~2 ms each) instead of a room per mixture.
 from __future__ import annotations
 
 import functools
+from fractions import Fraction
 
 import numpy as np
 from avedge.runtime.audio_io import SAMPLE_RATE
-from scipy.signal import fftconvolve, istft, resample, resample_poly, stft
+from scipy.fft import next_fast_len
+from scipy.signal import fftconvolve, istft, resample_poly, stft
 
 SPEEDS = {0.9: (10, 9), 0.95: (20, 19), 1.0: (1, 1), 1.05: (20, 21), 1.1: (10, 11)}  # up/down
 N_RIRS = 32
@@ -52,18 +54,24 @@ def pitch_shift(x: np.ndarray, semitones: float, n_fft: int = 512, hop: int = 12
         [np.zeros((X.shape[0], 1)), np.cumsum(dphi[:, :-1], axis=1)], axis=1)
     _, y = istft(mag * np.exp(1j * phase), nperseg=n_fft, noverlap=n_fft - hop)
     # Resample the stretched signal back to the original duration: pitch moves by r.
-    out = np.asarray(resample(y, len(x)), np.float32)  # FFT resample: lengths are coprime
+    # Back to len(x) samples by a polyphase filter at the nearest small ratio (error
+    # < 1e-4: far below a cent); an FFT resample between coprime lengths is 10x slower.
+    ratio = Fraction(len(x), len(y)).limit_denominator(400)
+    out = resample_poly(y, ratio.numerator, ratio.denominator).astype(np.float32)[: len(x)]
     return np.pad(out, (0, len(x) - len(out)))
 
 
 def eq(x: np.ndarray, rng: np.random.Generator, max_db: float = 8.0) -> np.ndarray:
     """Random smooth spectral tilt/bumps: gains (dB) at 6 log-spaced points, interpolated."""
-    X = np.fft.rfft(x)
-    f = np.fft.rfftfreq(len(x), 1.0 / SAMPLE_RATE)
+    # A fast FFT length (an utterance's length may be prime: 10x slower), zero-padded; the
+    # smooth gain curve has a short impulse response, so the padding hardly wraps.
+    n = next_fast_len(len(x), real=True)
+    X = np.fft.rfft(x, n=n)
+    f = np.fft.rfftfreq(n, 1.0 / SAMPLE_RATE)
     pts = np.geomspace(100, SAMPLE_RATE / 2, 6)
     gains_db = rng.uniform(-max_db, max_db, size=6)
     g = 10 ** (np.interp(np.log(np.maximum(f, 50)), np.log(pts), gains_db) / 20)
-    return np.fft.irfft(X * g, n=len(x)).astype(np.float32)
+    return np.fft.irfft(X * g, n=n)[: len(x)].astype(np.float32)
 
 
 def colored_noise(n: int, kind: str, rng: np.random.Generator) -> np.ndarray:
