@@ -9,7 +9,8 @@ STAMP = $(VENV)/.installed-$(shell (cat pyproject.toml; echo $(EXTRAS)) | sha256
 # chromium + chromium-driver: the kiosk page is tested in a real headless browser.
 APT_PACKAGES := portaudio19-dev espeak-ng libespeak-ng1 ffmpeg alsa-utils libasound2-plugins \
 	chromium chromium-driver \
-	pocketsphinx-testdata flite festival festvox-kallpc16k festvox-us-slt-hts klettres-data
+	pocketsphinx-testdata flite festival festvox-kallpc16k festvox-us-slt-hts klettres-data \
+	festvox-kdlpc16k festvox-hi-nsk
 DEMO_OUT ?= demo-out
 # `pip install avedge` is the runtime only; demo and tests need the export and training
 # stacks (extras, see pyproject.toml). The Arm NPU toolchain (~240 MB) is installed
