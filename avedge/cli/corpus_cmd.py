@@ -31,7 +31,8 @@ def register(sub) -> None:
                    help="only GRID-grammar commands (what lip reading is scored on) or only "
                         "free sentences (default: both)")
     p.add_argument("--synths", default="piper,espeak,kokoro",
-                   help="synthesizers for --build-bank (comma-separated)")
+                   help="synthesizers for --build-bank (comma-separated); festival,klettres "
+                        "are real recorded people (Debian festvox-* voices, klettres-data)")
     p.add_argument("--n-per-voice", metavar="SYNTH=N,...",
                    help="utterances per voice for --build-bank (default piper=200,kokoro=8,"
                         "espeak=4)")
@@ -74,8 +75,13 @@ def run(args) -> int:
         return 0
     if args.build_bank is not None:
         from avedge.models.corpus.voicebank import build_bank, default_bank_dir
+        from avedge.models.corpus.voices import ALL_SYNTHS
 
         out = args.build_bank or args.bank or str(default_bank_dir())
+        unknown = sorted(set(args.synths.split(",")) - set(ALL_SYNTHS))
+        if unknown:
+            raise AvedgeError(f"unknown synthesizer(s) {', '.join(unknown)} in --synths; "
+                              f"available: {', '.join(ALL_SYNTHS)}")
         bank = build_bank(out, n_per_voice=_kv(args.n_per_voice, "n-per-voice"),
                           seed=args.seed, synths=tuple(args.synths.split(",")),
                           max_voices=_kv(args.max_voices, "max-voices"), progress=say)

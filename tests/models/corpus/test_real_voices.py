@@ -46,3 +46,13 @@ def test_pseudo_sentences_use_the_voices_script():
     assert all("\u0900" <= c <= "\u097f" for c in voice_festival.pseudo_sentence(
         "devanagari", rng).replace(" ", ""))
     assert all(c.isascii() for c in voice_festival.pseudo_sentence("latin", rng))
+
+
+def test_build_bank_names_unknown_synthesizers(tmp_path, capsys):
+    from avedge.cli import main
+
+    assert main(["corpus", "--build-bank", str(tmp_path / "b"), "--synths",
+                 "espeak,festvial"]) == 2
+    err = capsys.readouterr().err
+    assert "festvial" in err and "festival, klettres" in err and "Traceback" not in err
+    assert not (tmp_path / "b").exists()  # nothing built
