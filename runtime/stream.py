@@ -28,12 +28,18 @@ its own layout, split and joined along the output's time axis. A block may also 
 from __future__ import annotations
 
 import time
+from collections import deque
 from fractions import Fraction
 
 import numpy as np
 from avedge.runtime.errors import InputError
 from avedge.runtime.ring_state import RingState
 from avedge.runtime.session import check_array
+
+# Compute times kept for reports: the latest chunks only. A stream may run for days (a
+# hearable): a float kept per chunk, and one per callback by listen, grew a process by
+# ~12 MB an hour (benchmarks/bench_stream_soak.py found it).
+TIMINGS_KEPT = 4096
 
 
 class Stream:
@@ -67,7 +73,9 @@ class Stream:
                         out_names.index(r.output)) for r in spec.rings]
         self._ring_by_input = {ring.input: ring for ring, _ in self._rings}
         self._conditions = self._check_conditions(conditions or {})
-        self.chunk_ms: list[float] = []  # compute time of every chunk run, for reports
+        # Compute time (ms) of the latest TIMINGS_KEPT chunks; chunks_run counts them all.
+        self.chunk_ms: deque[float] = deque(maxlen=TIMINGS_KEPT)
+        self.chunks_run = 0
         self.reset()
 
     def _check_conditions(self, conditions: dict) -> dict:
@@ -162,6 +170,7 @@ class Stream:
         t0 = time.perf_counter()
         outs = self.session.run_ordered(arrays)
         self.chunk_ms.append((time.perf_counter() - t0) * 1e3)
+        self.chunks_run += 1
         for (name, _), idx in zip(self._state_pairs, self._state_out_index):
             self._state[name] = outs[idx]
         for ring, idx in self._rings:

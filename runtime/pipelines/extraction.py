@@ -24,11 +24,13 @@ Input handling (documented in `avedge extract --help` too):
 from __future__ import annotations
 
 import time
+from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
 from avedge.runtime.audio_io import SAMPLE_RATE
 from avedge.runtime.errors import ArtifactError, InputError
+from avedge.runtime.stream import TIMINGS_KEPT
 
 ENROLL_SECONDS = 5.0
 MIN_ENROLL_SECONDS = 1.0
@@ -130,16 +132,20 @@ class Extraction:
                 block: int | None = None) -> ExtractionResult:
         """A whole clip through the Stream, `block` samples at a time (default: 1 s)."""
         x = np.asarray(mixture, np.float32).reshape(-1)
-        block = block or self.sample_rate
+        # No more chunks per block than the stream keeps timings of (same output either way).
+        block = min(block or self.sample_rate, TIMINGS_KEPT * self.chunk)
         stream = self.stream(embedding)
         t0 = time.perf_counter()
-        pieces = []
+        pieces, chunk_ms = [], []
         for s in range(0, len(x), block):
             stream.accept(x[s: s + block])
             pieces.append(stream.read())
+            chunk_ms += stream.chunk_ms  # the stream keeps only its latest timings
+            stream.chunk_ms.clear()
         pieces.append(stream.finish())
+        chunk_ms += stream.chunk_ms
         y = np.concatenate([p.reshape(-1) for p in pieces]) if pieces else np.zeros(0, np.float32)
-        return ExtractionResult(y, list(stream.chunk_ms), time.perf_counter() - t0)
+        return ExtractionResult(y, chunk_ms, time.perf_counter() - t0)
 
 
 class DuplexProcessor:
@@ -164,7 +170,8 @@ class DuplexProcessor:
         self.blocks = 0
         self.misses = 0
         self.underruns = 0
-        self.compute_ms: list[float] = []
+        # The latest blocks' compute times only: a listening session may last for days.
+        self.compute_ms: deque[float] = deque(maxlen=TIMINGS_KEPT)
 
     def process(self, samples: np.ndarray) -> np.ndarray:
         t0 = time.perf_counter()
@@ -191,6 +198,7 @@ class DuplexProcessor:
         return self.process(x).astype(np.float32).tobytes(), pyaudio.paContinue
 
     def stats(self) -> dict:
+        """Counts over the whole session; compute times over its latest TIMINGS_KEPT blocks."""
         ms = np.asarray(self.compute_ms) if self.compute_ms else np.zeros(1)
         return {"blocks": self.blocks, "deadline_misses": self.misses,
                 "underruns": self.underruns,
