@@ -78,6 +78,8 @@ class Plan:
     weights: str | None = None
     weights_source: str | None = None
     spec: Family | None = None
+    module: object = None  # the module the graphs were drawn from, and its example inputs
+    example_inputs: tuple | None = None
 
     def describe(self) -> dict:
         """The plan as data (what `avedge targets --family` prints)."""
@@ -117,12 +119,13 @@ def plan(model, target: str, recipe: str | None = None, weights: str | None = No
                   if spec is not None and spec.export_plan is not None else None)
     if graphs is not None:
         return Plan(resolved.family, target, _decide(graphs, recipe, target), True,
-                    resolved.weights, resolved.weights_source, spec)
+                    resolved.weights, resolved.weights_source, spec, resolved.module,
+                    resolved.example_inputs)
     name, source = choose_recipe(recipe, None, target)
     one = Component(resolved.family, resolved.module, resolved.example_inputs, name,
                     target.name)
     return Plan(resolved.family, target, [(one, source)], False, resolved.weights,
-                resolved.weights_source, spec)
+                resolved.weights_source, spec, resolved.module, resolved.example_inputs)
 
 
 def export(model, target: str, out: str | Path, recipe: str | None = None,
@@ -149,13 +152,51 @@ def export(model, target: str, out: str | Path, recipe: str | None = None,
         extra["weights"] = Path(p.weights).name
     how = spec.measure if spec is not None and measure else None
     if p.composite:
-        return export_components(p.target, p.components, out, family=p.family,
+        components, shared = compress_once(p)
+        return export_components(p.target, components, out, family=p.family,
                                  extra=extra or None, allow_over_budget=allow_over_budget,
-                                 measure=how)
+                                 measure=how, shared=shared)
     (one, source), = p.components
     return export_one(p.target, one.module, one.example_inputs, out, one.recipe,
                       family=p.family, extra=extra or None, recipe_source=source,
                       allow_over_budget=allow_over_budget, measure=how)
+
+
+def compress_once(p: Plan) -> tuple[list, object]:
+    """-> (the plan's components, SharedCompression | None). Where the family's graphs are
+    views of one module (Family.compression_view) and all take one recipe on one target,
+    the recipe's module-level work is done once, on that view: the graphs are drawn again
+    from the compressed module (the same compressed weights in every graph, one pruning /
+    calibration / fine-tune instead of one per graph) and the sensitivity ranking of
+    KeepFloatConfig is made once. Else the components as planned (each compressed alone)."""
+    from avedge.quantize import get_recipe, is_module_level
+    from avedge.targets import get_target
+    from avedge.targets.export import SharedCompression
+    from avedge.targets.lowering import needs_module, prepare, shared_decisions
+
+    view_of = p.spec.compression_view if p.spec is not None else None
+    chosen = {(c.recipe, c.target) for c, _ in p.components}
+    if view_of is None or p.module is None or len(chosen) != 1:
+        return p.components, None
+    (name, target_name), = chosen
+    recipe = get_recipe(name)
+    if not needs_module(recipe):
+        return p.components, None
+    target = p.target if target_name == p.target.name else get_target(target_name)
+    example = tuple(p.example_inputs)
+    compressed = prepare(view_of(p.module).eval(), recipe, target, example)
+    decided = shared_decisions(compressed, recipe, example)
+    if not any(is_module_level(c) for c in recipe.configs):  # the module is unchanged
+        return p.components, SharedCompression(None, decided)
+    drawn = {c.name: c for c in p.spec.export_plan(compressed.model, target_facts(p.target))}
+    if set(drawn) != {c.name for c, _ in p.components}:
+        raise AvedgeError(f"family {p.family!r}: its export plan drew graphs "
+                          f"{sorted(drawn)} from the compressed module, "
+                          f"{sorted(c.name for c, _ in p.components)} from the uncompressed one")
+    components = [(dataclasses.replace(c, module=drawn[c.name].module,
+                                       example_inputs=drawn[c.name].example_inputs), source)
+                  for c, source in p.components]
+    return components, SharedCompression({c.name: c.module for c, _ in p.components}, decided)
 
 
 @dataclasses.dataclass

@@ -82,6 +82,14 @@ class Family:
     weights_for: Callable[[TargetFacts], tuple[str, ...]] = lambda facts: ()
     # (module, target facts) -> the graphs to export. None: one graph, the module itself.
     export_plan: Callable[[Any, TargetFacts], list[Component]] | None = None
+    # module -> one nn.Module that computes every graph of the export plan on the shared
+    # weights (the lip reader: all token rates on one set of features), holding `module`
+    # as its `.model`, naming layers as the graphs do, with calibration inputs where the
+    # family has them. Given: a recipe every graph takes is applied to this view once
+    # (data-dependent recipes see every graph's path) and the plan is drawn from the
+    # compressed `.model`, so the graphs carry the same compressed weights. None: each
+    # graph is compressed on its own.
+    compression_view: Callable[[Any], Any] | None = None
     # The figure the family is judged by (e.g. "si_sdri_db"); None: it has none.
     metric: str | None = None
     # (artifact dir, n=..., backend=None) -> {"name": metric, "value": ..., "n", "eval_set":

@@ -166,6 +166,17 @@ class ParityRecord(_Schema):
 
 
 @dataclass(frozen=True)
+class RecipeDeviation(_Schema):
+    """How far the recipe's module-level compression (pruning, low-rank, weight-only
+    quantization) moved the eager module's output on the export's example inputs: what
+    the recipe changed, recorded as information (its accuracy cost is the family
+    metric's to judge); parity is measured against the compressed module instead."""
+
+    max_abs_err: float
+    rel_err: float  # max_abs_err over the uncompressed output's largest magnitude
+
+
+@dataclass(frozen=True)
 class MemoryPlan(_Schema):
     activation_arena_bytes: int
     note: str = ""
@@ -222,7 +233,12 @@ class ModelManifest(_Schema):
     created: str = ""
     metric: dict | None = None  # the family metric measured at export, if any
     extra: dict = field(default_factory=dict)
-    parity: dict[str, ParityRecord] = field(default_factory=dict)  # per format, vs eager
+    # Per format: the file run in its runtime against the eager module it was lowered
+    # from (the compressed one: a lowering fault, told apart from the recipe's own cost).
+    parity: dict[str, ParityRecord] = field(default_factory=dict)
+    # The compressed eager module against the uncompressed one; absent when the recipe
+    # has no module-level config (the lowering's own int8/fp16 shows in parity).
+    recipe_deviation: RecipeDeviation | None = field(default=None, metadata=_OMIT_IF_NONE)
     # Written by particular lowerings only (targets/lowering.py, targets/arm/lower.py).
     memory_plan: MemoryPlan | None = field(default=None, metadata=_OMIT_IF_NONE)
     npu_estimate: dict | None = field(default=None, metadata=_OMIT_IF_NONE)

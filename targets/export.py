@@ -17,6 +17,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from avedge.quantize import get_recipe
+from avedge.quantize.distill import DistillConfig
+from avedge.quantize.low_rank import LowRankConfig
+from avedge.quantize.prune import PruneChannelsConfig
+from avedge.quantize.structured_prune import PruneHeadsConfig, StructuredPruneConfig
 from avedge.runtime.errors import AvedgeError, RecipeNotApplicable
 from avedge.runtime.fsutil import staged_dir
 from avedge.runtime.loader import INIT_STATE_FILE, load
@@ -27,9 +31,9 @@ from avedge.runtime.manifest import (
     file_record,
     write_manifest,
 )
-from avedge.targets.lowering import FORMAT_LOWERERS, LoweringJob, prepare
+from avedge.targets.lowering import FORMAT_LOWERERS, LoweringJob, check_recipe, prepare
 from avedge.targets.registry import get_target
-from avedge.targets.signature import describe
+from avedge.targets.signature import as_tensors, describe
 
 # The CPU runtime that checks each format at export (a Jetson artifact is checked here
 # on onnxruntime's CPU provider; the device itself runs the same file on CUDA/TensorRT).
@@ -51,27 +55,41 @@ class Artifact:
 def export(target, module, example_inputs, out_dir, recipe: str | None = None, *,
            family: str | None = None, metric: dict | None = None, extra: dict | None = None,
            allow_over_budget: bool = False, recipe_source: str | None = None,
-           measure=None) -> Artifact:
+           measure=None, uncompressed=None, decided: dict | None = None) -> Artifact:
     """One graph -> an artifact. `recipe_source` records who chose the recipe ("user",
     "family", "target"; avedge/api.py decides); by default the caller if it named one.
-    `measure(staged_dir) -> dict | None` (the family metric) is recorded as "metric"."""
+    `measure(staged_dir) -> dict | None` (the family metric) is recorded as "metric".
+
+    `uncompressed`: given when `module` already holds the recipe's module-level configs
+    (several graphs of one module compressed once, avedge/api.py); it is the same graph
+    before the recipe. `decided`: lowering decisions made once for those graphs
+    (lowering.shared_decisions)."""
     target = get_target(target)
     recipe_source = recipe_source or ("target" if recipe is None else "user")
     recipe_obj = get_recipe(recipe or target.default_recipe)
-    # Refuses a config the target's formats do not take, then applies the module-level
-    # ones (pruning, low-rank, weight-only) to a copy. The caller's module stays the
-    # reference: parity below includes what compression changed.
-    reference = module.eval()
     example_inputs = tuple(example_inputs)
-    module = prepare(reference, recipe_obj, target, example_inputs)
+    if uncompressed is None:
+        # Refuses a config the target's formats do not take, then applies the
+        # module-level ones (pruning, low-rank, weight-only) to a copy.
+        reference = module.eval()
+        module = prepare(reference, recipe_obj, target, example_inputs)
+    else:
+        check_recipe(recipe_obj, target)
+        reference, module = uncompressed.eval(), module.eval()
     sig = describe(reference, example_inputs)
+    # Parity is against the module the lowering is given, so it measures the lowering
+    # alone; what the recipe itself changed is recorded beside it (recipe_deviation).
+    expected = sig.example_outputs if module is reference else eager_outputs(module,
+                                                                             example_inputs)
+    deviation = (None if module is reference
+                 else output_error(expected, [t.detach().numpy() for t in sig.example_outputs]))
     custom_ops = find_custom_ops(module, example_inputs)
     in_names = [s["name"] for s in sig.inputs]
     out_names = [s["name"] for s in sig.outputs]
     with staged_dir(out_dir) as tmp:
         files, quantization, extra_keys = {}, {}, {}
         job = LoweringJob(module, example_inputs, in_names, out_names, recipe_obj, target,
-                          custom_ops, tmp)
+                          custom_ops, tmp, cache=dict(decided or {}))
         for fmt in target.formats:
             lowered = FORMAT_LOWERERS[fmt](job)
             files.update({name: file_record(tmp / name, f) for name, f in lowered.files.items()})
@@ -105,10 +123,11 @@ def export(target, module, example_inputs, out_dir, recipe: str | None = None, *
             created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             metric=metric,
             extra=extra or {},
+            recipe_deviation=deviation,
             **extra_keys,
         )
         manifest = write_manifest(tmp, spec)
-        parity = measure_parity(tmp, manifest, example_inputs, sig.example_outputs)
+        parity = measure_parity(tmp, manifest, example_inputs, expected)
         manifest = write_manifest(tmp, ModelManifest.new(**{**manifest, "parity": parity}))
         check_parity(manifest)
         check_budgets(manifest, allow_over_budget)
@@ -137,6 +156,16 @@ def export_pipeline(target, components: dict, out_dir, recipe: str | None = None
 
 
 @dataclass(frozen=True)
+class SharedCompression:
+    """Graphs drawn from one module the recipe was applied to once (avedge/api.py)."""
+
+    # graph name -> the same graph drawn from the uncompressed module; None: the recipe
+    # has no module-level config (the graphs are the uncompressed ones)
+    uncompressed: dict | None
+    decided: dict  # lowering decisions made once on the compressed module (shared_decisions)
+
+
+@dataclass(frozen=True)
 class _Planned:  # the fields of models.registry.Component that export reads
     name: str
     module: object
@@ -147,10 +176,12 @@ class _Planned:  # the fields of models.registry.Component that export reads
 
 def export_components(target, decided: list, out_dir, *, family: str | None = None,
                       metric: dict | None = None, extra: dict | None = None,
-                      allow_over_budget: bool = False, measure=None) -> Artifact:
+                      allow_over_budget: bool = False, measure=None,
+                      shared: SharedCompression | None = None) -> Artifact:
     """Several graphs as one artifact. `decided`: [(component, recipe_source)], each
     component with `name, module, example_inputs` and its recipe and target decided.
-    `measure(staged_dir) -> dict | None` (the family metric) is recorded as "metric"."""
+    `measure(staged_dir) -> dict | None` (the family metric) is recorded as "metric".
+    `shared`: the graphs were drawn from one module compressed once (avedge/api.py)."""
     target = get_target(target)
     with staged_dir(out_dir) as tmp:
         parts, files = {}, {}
@@ -162,7 +193,10 @@ def export_components(target, decided: list, out_dir, *, family: str | None = No
                 art = export(comp_target, comp.module, comp.example_inputs, tmp / comp.name,
                              comp.recipe,
                              family=f"{family}/{comp.name}" if family else comp.name,
-                             allow_over_budget=allow_over_budget, recipe_source=source)
+                             allow_over_budget=allow_over_budget, recipe_source=source,
+                             uncompressed=(shared.uncompressed[comp.name]
+                                           if shared and shared.uncompressed else None),
+                             decided=shared.decided if shared else None)
             except RecipeNotApplicable as exc:
                 raise RecipeNotApplicable(str(exc), graph=comp.name) from exc
             parts[comp.name] = {"dir": comp.name, "recipe": art.manifest["recipe"],
@@ -199,41 +233,73 @@ def find_custom_ops(module, example_inputs) -> list[str]:
     return sorted(ops)
 
 
+def eager_outputs(module, example_inputs) -> list:
+    with torch.no_grad():
+        return as_tensors(module(*example_inputs))
+
+
+def output_error(got: list, ref: list) -> dict:
+    """{"max_abs_err", "rel_err"} of `got` against `ref` (arrays or tensors), relative
+    to the reference's largest magnitude."""
+    got = [np.asarray(g.detach().numpy() if isinstance(g, torch.Tensor) else g, np.float64)
+           for g in got]
+    ref = [np.asarray(r.detach().numpy() if isinstance(r, torch.Tensor) else r) for r in ref]
+    err = max(float(np.max(np.abs(g - r))) if r.size else 0.0 for g, r in zip(got, ref))
+    scale = max(float(np.max(np.abs(r))) if r.size else 0.0 for r in ref) or 1.0
+    return {"max_abs_err": err, "rel_err": err / scale}
+
+
 def measure_parity(tmp: Path, manifest: dict, example_inputs, expected) -> dict:
+    """Each model file run in its runtime against `expected`, the eager outputs of the
+    module it was lowered from."""
     arrays = [x.detach().numpy() for x in example_inputs]
-    ref = [e.detach().numpy() for e in expected]
     parity = {}
     for rec in manifest["files"].values():
         backend = PARITY_BACKEND.get(rec["format"])
         if backend is None:
             continue
         got = load(tmp, backend=backend).run_ordered(arrays)
-        err = max(float(np.max(np.abs(g.astype(np.float64) - r))) if r.size else 0.0
-                  for g, r in zip(got, ref))
-        scale = max(float(np.max(np.abs(r))) if r.size else 0.0 for r in ref) or 1.0
-        parity[rec["format"]] = {"backend": backend, "max_abs_err": err, "rel_err": err / scale}
+        parity[rec["format"]] = {"backend": backend, **output_error(got, expected)}
     return parity
 
 
-# A compressed artifact's error is a property of its recipe, recorded, not a fault, until
-# it exceeds the output's own scale: then the lowering broke it (measured: torchao
-# weight-only int8 through XNNPACK unflattened gave a relative error of ~1e6).
+# A lowering that quantizes (int8, fp16) is judged against the module it was given: its
+# error is a property of the recipe, recorded, not a fault, until it exceeds the output's
+# own scale: then the lowering broke it (measured: torchao weight-only int8 through XNNPACK
+# unflattened gave a relative error of ~1e6).
 COMPRESSED_PARITY_LIMIT = 1.0
+# Module-level configs that keep the module in fp32 (structure and weights changed, no
+# quantization): their lowering is an fp32 lowering of the compressed module, held to the
+# fp32 limit. Their cost to accuracy is recipe_deviation's (and the metric's), not parity's.
+FLOAT_MODULE_CONFIGS = (LowRankConfig, PruneChannelsConfig, PruneHeadsConfig,
+                        StructuredPruneConfig, DistillConfig)
+
+
+def parity_limit(recipe_configs) -> float:
+    """FP32_PARITY_LIMIT where the lowering runs the module it was given in fp32."""
+    if all(isinstance(c, FLOAT_MODULE_CONFIGS) for c in recipe_configs):
+        return FP32_PARITY_LIMIT
+    return COMPRESSED_PARITY_LIMIT
 
 
 def check_parity(manifest: dict) -> None:
-    fp32 = manifest["recipe"] == "fp32"
-    limit = FP32_PARITY_LIMIT if fp32 else COMPRESSED_PARITY_LIMIT
+    recipe = get_recipe(manifest["recipe"])
+    limit = parity_limit(recipe.configs)
+    dev = manifest.get("recipe_deviation")
+    against = ("eager PyTorch" if dev is None else
+               f"the compressed eager module it was lowered from (the recipe itself moved "
+               f"the output by {dev['rel_err']:.2e} of its scale: recorded, not a fault)")
     for fmt, p in manifest["parity"].items():
         if p["rel_err"] <= limit:
             continue
-        if fp32:
-            raise AvedgeError(f"fp32 {fmt} export disagrees with eager PyTorch (relative error "
-                              f"{p['rel_err']:.2e} > {FP32_PARITY_LIMIT:g} on {p['backend']}); "
-                              f"the model uses an op the lowering gets wrong")
-        raise AvedgeError(f"recipe {manifest['recipe']!r}: the {fmt} artifact is broken, not "
-                          f"just imprecise: relative error {p['rel_err']:.2e} against eager "
-                          f"PyTorch on {p['backend']} (limit {limit:g}, the output's own "
+        if limit == FP32_PARITY_LIMIT:
+            raise AvedgeError(f"recipe {recipe.name!r}: the {fmt} artifact disagrees with "
+                              f"{against}: relative error {p['rel_err']:.2e} > "
+                              f"{FP32_PARITY_LIMIT:g} on {p['backend']}; the lowering gets an "
+                              f"op of this model wrong")
+        raise AvedgeError(f"recipe {recipe.name!r}: the {fmt} artifact is broken, not "
+                          f"just imprecise: relative error {p['rel_err']:.2e} against "
+                          f"{against} on {p['backend']} (limit {limit:g}, the output's own "
                           f"scale); the lowering mishandles this compression; use another "
                           f"--recipe")
 

@@ -4,7 +4,10 @@ configs it consumes.
 export() first runs `prepare(module, recipe, target)`: module-level configs (pruning,
 low-rank, weight-only; quantize/api.py) are applied to a copy of the module, and a config
 that is neither module-level nor taken by every format the target writes is refused,
-naming it — before any lowering runs. Then, for each format, `FORMAT_LOWERERS[fmt](job)`
+naming it — before any lowering runs. Several graphs that are views of one module (the
+lip reader's token rates) are compressed once instead (avedge/api.py: `prepare` on the
+family's compression view, `shared_decisions` for the lowering decisions), and export()
+only checks the recipe (`check_recipe`). Then, for each format, `FORMAT_LOWERERS[fmt](job)`
 writes its files into `job.out_dir` and returns what they are. Adding a device family
 (e.g. an NPU through another ExecuTorch backend) is one new lowerer registered here and
 one backend in runtime/backends, not an edit of export().
@@ -157,7 +160,15 @@ def kept_float(job: LoweringJob) -> tuple[tuple[str, ...], list[dict] | None]:
         return (), None
     if "kept_float" not in job.cache:
         job.cache["kept_float"] = _choose_kept(job.module, job.example_inputs, config)
-    return job.cache["kept_float"]
+    keep, ranking = job.cache["kept_float"]
+    # Decided once on a module this graph is a view of (shared_decisions): the names must
+    # be this graph's too, or the lowering would silently quantize what was to stay fp32.
+    missing = [n for n in keep if n not in dict(job.module.named_modules())]
+    if missing:
+        raise AvedgeError(f"layers chosen to stay fp32 ({', '.join(missing)}) are not layers "
+                          f"of {type(job.module).__name__}; the module they were ranked on "
+                          f"must name its layers as the graph does")
+    return keep, ranking
 
 
 # Batches the export-time ranking (KeepFloatConfig.top) scores on: spread over the
@@ -206,18 +217,39 @@ def recipes_for(target) -> list[str]:
             if refusal(Recipe(name, configs), target) is None]
 
 
-def prepare(module, recipe: Recipe, target, example_inputs=None):
-    """-> the module every format of `target` lowers: `module` with the recipe's
-    module-level configs applied (to a copy). Raises AvedgeError, before any work, when the
-    recipe holds a config that neither a quantize_ handler nor every format the target
-    writes handles."""
+def check_recipe(recipe: Recipe, target) -> None:
+    """Raise AvedgeError, before any work, when the recipe holds a config that neither a
+    quantize_ handler nor every format the target writes handles."""
     reason = refusal(recipe, target)
     if reason:
         raise AvedgeError(f"{reason}; recipes for {target.name}: "
                           f"{', '.join(recipes_for(target))}")
+
+
+def prepare(module, recipe: Recipe, target, example_inputs=None):
+    """-> the module every format of `target` lowers: `module` with the recipe's
+    module-level configs applied (to a copy; `module` itself when it has none). Refuses
+    the recipe first (check_recipe)."""
+    check_recipe(recipe, target)
     try:
         return apply_recipe(module, recipe, example_inputs)  # inputs: to trace/calibrate
     except RecipeNotApplicable:
         raise
     except AvedgeError as exc:  # a handler's refusal: the sweep records it as a skip
         raise RecipeNotApplicable(str(exc)) from exc
+
+
+def shared_decisions(module, recipe: Recipe, example_inputs) -> dict:
+    """The lowering decisions that depend on the module, made once on `module` (the
+    compressed module several graphs are views of), to seed each graph's LoweringJob.cache
+    so every graph gets the same ones: which layers KeepFloatConfig keeps fp32."""
+    config = recipe.find(KeepFloatConfig)
+    if config is None:
+        return {}
+    return {"kept_float": _choose_kept(module, example_inputs, config)}
+
+
+def needs_module(recipe: Recipe) -> bool:
+    """Whether the recipe does work on the module itself (module-level configs, or a
+    sensitivity ranking): what a graph shared by several exports should have done once."""
+    return any(is_module_level(c) or isinstance(c, KeepFloatConfig) for c in recipe.configs)

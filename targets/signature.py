@@ -75,7 +75,7 @@ def _input_names(module, n: int) -> list[str]:
     return list(names)
 
 
-def _as_tensors(out) -> list[torch.Tensor]:
+def as_tensors(out) -> list[torch.Tensor]:
     out = list(out) if isinstance(out, (tuple, list)) else [out]
     if not all(isinstance(o, torch.Tensor) for o in out):
         raise AvedgeError("the model's forward must return a tensor or a tuple of tensors; got "
@@ -88,7 +88,7 @@ def describe(module: torch.nn.Module, example_inputs: tuple) -> Signature:
         raise AvedgeError("example inputs must all be tensors; got "
                           + ", ".join(type(x).__name__ for x in example_inputs))
     with torch.no_grad():
-        outputs = _as_tensors(module(*example_inputs))
+        outputs = as_tensors(module(*example_inputs))
     in_names = _input_names(module, len(example_inputs))
     if len(in_names) != len(example_inputs):
         raise AvedgeError(f"module.input_names has {len(in_names)} names for "
@@ -173,7 +173,7 @@ def _count_state(module, example_inputs, outputs) -> int:
 
 def _initial_state(module, example_state) -> list[np.ndarray]:
     if hasattr(module, "init_state"):
-        state = _as_tensors(module.init_state())
+        state = as_tensors(module.init_state())
         if [tuple(s.shape) for s in state] != [tuple(s.shape) for s in example_state]:
             raise AvedgeError("module.init_state() shapes "
                               f"{[tuple(s.shape) for s in state]} differ from the example state "

@@ -10,7 +10,7 @@ import json
 
 # One row per trial, the same columns in the CSV, the HTML table and the CLI's table.
 COLUMNS = ["trial_id", "status", "recipe", "target", "backend", "metric", "metric_value",
-           "latency_median_ms", "latency_p90_ms", "latency_source", "size_bytes",
+           "recipe_deviation", "latency_median_ms", "latency_p90_ms", "latency_source", "size_bytes",
            "measured_graph", "artifact_bytes", "peak_rss_mb", "threads", "on_front", "attempt", "wall_s",
            "export_s", "eval_s", "bench_s", "note"]
 

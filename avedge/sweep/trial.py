@@ -140,7 +140,7 @@ def _measure(spec: dict, out: Path) -> dict:
     result = {"family": art.manifest.get("family"), "threads": target.threads,
               "recipe_configs": get_recipe(spec["recipe"]).to_json()["configs"],
               "artifact": str(art.path), "export_s": round(export_s, 3),
-              **_sizes(art.path, backend)}
+              **_sizes(art.path, backend), **_deviation(art.path)}
     if missing:  # an NPU target: what its compiler estimated, labelled as such
         return {**result, **_estimate(art.path, missing)}
     t = time.perf_counter()
@@ -149,6 +149,8 @@ def _measure(spec: dict, out: Path) -> dict:
     graph = measured_graph(result["metric"], result.get("component_size_bytes"))
     if graph is not None:  # one graph of alternatives: its size is what a device ships
         result.update(size_bytes=result["component_size_bytes"][graph], measured_graph=graph)
+        if "component_recipe_deviation" in result:
+            result["recipe_deviation"] = result["component_recipe_deviation"][graph]
     t = time.perf_counter()
     result.update(_latency(art.path, backend, target.threads, spec["runs"], spec["warmup"],
                            graph))
@@ -191,6 +193,18 @@ def _sizes(path: Path, backend: str) -> dict:
     total = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
     return {"size_bytes": sum(per.values()), "artifact_bytes": total,
             **({"component_size_bytes": per} if "" not in per else {})}
+
+
+def _deviation(path: Path) -> dict:
+    """How far the recipe's module-level compression moved the eager output (relative to
+    its scale, on the export's example inputs; the manifests' recipe_deviation): shown
+    beside the metric, as information. A composite's largest, each graph's kept. None:
+    the recipe changed no module (its int8/fp16 is the lowering's, seen in parity)."""
+    per = {name: (m.recipe_deviation.rel_err if m.recipe_deviation else None)
+           for name, m in _component_manifests(path).items()}
+    known = [v for v in per.values() if v is not None]
+    out = {"recipe_deviation": max(known) if known else None}
+    return out if "" in per else {**out, "component_recipe_deviation": per}
 
 
 def _metric(spec: dict, path: Path, backend: str, threads) -> dict | None:

@@ -24,6 +24,7 @@ from avedge.models.lipreader.model import (
     SAMPLE_RATE,
     WEIGHTS_FILE,
     WINDOW,
+    AllRates,
     AtRate,
     Dims,
     LipReader,
@@ -32,7 +33,7 @@ from avedge.models.lipreader.model import (
 )
 from avedge.models.registry import Component, Family, TargetFacts
 
-__all__ = ["FAMILY", "AtRate", "Dims", "LipReader", "build", "example_inputs"]
+__all__ = ["FAMILY", "AllRates", "AtRate", "Dims", "LipReader", "build", "example_inputs"]
 
 
 def component_name(rate: int) -> str:
@@ -47,6 +48,14 @@ def export_plan(module: LipReader, facts: TargetFacts) -> list[Component]:
 
     ex = example_inputs(module)
     return [Component(component_name(r), attach(AtRate(module, r)), ex) for r in RATES]
+
+
+def compression_view(module: LipReader):
+    """Every rate on the shared features (AllRates), with the train-split calibration
+    inputs: what a recipe for all the rate graphs is applied to, once."""
+    from avedge.models.lipreader.calibration import attach
+
+    return attach(AllRates(module))
 
 
 def manifest_extra() -> dict:
@@ -86,6 +95,7 @@ FAMILY = Family(
     dims=Dims,
     weights={"default": WEIGHTS_FILE},
     export_plan=export_plan,
+    compression_view=compression_view,
     manifest_extra=manifest_extra,
     metric="wer",
     measure=measure,

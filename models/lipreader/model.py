@@ -335,6 +335,25 @@ class AtRate(nn.Module):
         return self.model(video, audio, modality, self.rate)
 
 
+class AllRates(nn.Module):
+    """Every rate's graph on one set of features: (video, audio, modality) -> the rates'
+    log_probs concatenated along time. Not exported: what a recipe for all the rate graphs
+    is applied to once (the family's compression_view), so a data-dependent recipe (Taylor
+    importance, distillation, sensitivity ranking) sees every rate's head and path. Holds
+    the model as `.model`, as AtRate does: the layer names are the graphs' own."""
+
+    input_names = AtRate.input_names
+    output_names = ("log_probs_all_rates",)
+
+    def __init__(self, model: LipReader):
+        super().__init__()
+        self.model = model
+
+    def forward(self, video, audio, modality):
+        feats = self.model.features(video, audio, modality)
+        return torch.cat([self.model.decode_features(feats, r) for r in RATES], dim=1)
+
+
 def example_inputs(model: LipReader | None = None, frames: int = WINDOW) -> tuple:
     """A (1, frames) clip, both modalities present, its audio silent after 60 % of the
     window as a padded clip's is (export's parity check then covers exact silence, which

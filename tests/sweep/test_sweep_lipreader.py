@@ -111,6 +111,9 @@ def test_lipreader_sweep_wer_equals_the_task_on_the_saved_artifact(tmp_path, lip
         assert t["latency_p90_ms"] == t["component_latency"]["rate1"]["p90_ms"]
         assert t["size_bytes"] == t["component_size_bytes"]["rate1"]
         assert 3 * t["size_bytes"] < 1.1 * t["artifact_bytes"]  # three graphs in the folder
+        # fp32 and int8 change no eager module (int8 is the lowering's): no deviation.
+        assert t["recipe_deviation"] is None
+        assert t["component_recipe_deviation"] == {"rate1": None, "rate2": None, "rate4": None}
 
         # Independent re-evaluation of the saved artifact, in this process.
         again = evaluate.measure(t["artifact"], n=2, backend="onnxruntime")

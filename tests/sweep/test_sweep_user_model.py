@@ -76,6 +76,12 @@ def test_user_model_with_its_metric(tmp_path, user_module, capsys):
     # units go, so the file shrinks and the output moves away from the float model's.
     assert trials["prune-0.25"]["metric"]["value"] < trials["fp32"]["metric"]["value"]
     assert trials["prune-0.25"]["size_bytes"] < 0.85 * trials["fp32"]["size_bytes"]
+    # How far the pruning itself moved the eager output is shown beside the metric (the
+    # artifact's parity is against the pruned module); fp32 changed no module.
+    assert trials["fp32"]["recipe_deviation"] is None
+    assert trials["prune-0.25"]["recipe_deviation"] > 0
+    header = (out / "results.csv").read_text().splitlines()[0].split(",")
+    assert "recipe_deviation" in header
 
 
 @pytest.mark.slow

@@ -139,8 +139,11 @@ def test_low_rank_recipe_exports_for_cpu_and_records_its_parity(tmp_path, mlp):
                                     "layers": "all"}]
     assert m["parameters"] < 0.8 * sum(p.numel() for p in model.parameters())
     assert isinstance(model.fc1, torch.nn.Linear)  # the caller's module is not touched
-    for fmt in ("pte", "onnx"):  # parity is against the uncompressed module: it shows the cut
-        assert 1e-4 < m["parity"][fmt]["rel_err"] < 0.05, m["parity"]
+    # What the cut changed is the recipe's, recorded beside parity; parity is against the
+    # compressed module, an fp32 lowering of it (the fp32 limit).
+    assert 1e-4 < m["recipe_deviation"]["rel_err"] < 0.05, m["recipe_deviation"]
+    for fmt in ("pte", "onnx"):
+        assert m["parity"][fmt]["rel_err"] < 1e-4, m["parity"]
 
 
 def test_weight_only_int8_lowers_correctly_to_pte_onnx_and_pt2(tmp_path, mlp):
@@ -148,12 +151,13 @@ def test_weight_only_int8_lowers_correctly_to_pte_onnx_and_pt2(tmp_path, mlp):
     fp32 = get_target("cpu").export(model, example, tmp_path / "fp32")
     art = get_target("cpu").export(model, example, tmp_path / "w8", recipe="int8-weight")
     m = art.manifest
-    for fmt in ("pte", "onnx"):
-        assert 0 < m["parity"][fmt]["rel_err"] < 0.02, m["parity"]
+    assert 0 < m["recipe_deviation"]["rel_err"] < 0.02  # int8 weights vs the float module
+    for fmt in ("pte", "onnx"):  # the runtimes vs eager torchao: the same int8 weights
+        assert m["parity"][fmt]["rel_err"] < 1e-3, m["parity"]
     assert m["quantization"]["pte"] == {"int8_compute_ops": 2, "float_compute_ops": 0}
     assert m["files"]["model.pte"]["bytes"] < 0.4 * fp32.manifest["files"]["model.pte"]["bytes"]
     gpu = get_target("gpu").export(model, example, tmp_path / "gpu", recipe="int8-weight")
-    assert gpu.manifest["parity"]["pt2"]["rel_err"] < 0.02
+    assert gpu.manifest["parity"]["pt2"]["rel_err"] < 1e-3
 
 
 def test_a_compressed_artifact_worse_than_its_output_scale_is_refused(tmp_path, monkeypatch,
@@ -208,8 +212,10 @@ def test_8da4w_is_smaller_than_int8_and_says_its_weights_are_4_bit(w4):
         assert m["quantization"][fmt] == {"int8_compute_ops": 2, "float_compute_ops": 0,
                                           "int4_weight_ops": 2}
         assert "int4_weight_ops" not in w8["quantization"][fmt]
-        # 4-bit weights cost accuracy; the runtime agrees with eager torchao (checked below).
-        assert w8["parity"][fmt]["rel_err"] < m["parity"][fmt]["rel_err"] < 0.3
+        # The runtimes agree with eager torchao (parity, and checked below) ...
+        assert m["parity"][fmt]["rel_err"] < 0.01, m["parity"]
+    # ... and 4-bit weights cost more than 8-bit ones (what the recipe itself changed).
+    assert w8["recipe_deviation"]["rel_err"] < m["recipe_deviation"]["rel_err"] < 0.3
     # XNNPACK packs int4 (2 per byte); ONNX keeps the values in int8 bytes.
     assert m["files"]["model.pte"]["bytes"] < 0.7 * w8["files"]["model.pte"]["bytes"]
     assert m["recipe_configs"] == [{"type": "Int8DynActInt4WeightConfig", "group_size": 32}]
