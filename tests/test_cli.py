@@ -113,6 +113,14 @@ def test_demo_runs(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "executorch" in out and "onnxruntime" in out and "median_ms" in out
     assert (tmp_path / "demo" / "tiny-stream-cpu" / "manifest.json").exists()
+    # speech extraction: the mean SI-SDRi over 6 synthetic and 6 real-voice mixtures
+    rows = {line.split("  ")[0]: line.split() for line in out.splitlines()
+            if line.startswith(("synthetic, held-out voices", "real recorded voices"))}
+    assert set(rows) == {"synthetic, held-out voices", "real recorded voices"}, out
+    assert all(r[3] == "6" for r in rows.values())  # mixtures per set (after the 3-word name)
+    assert "not scored" not in out  # make setup installs the real voices' packages
+    assert all((tmp_path / "demo" / "speech-extraction" / f"{n}.wav").exists()
+               for n in ("mixture", "enrollment", "reference", "extracted"))
     # the lip-sync step wrote its video and read it back
     from avedge.runtime.video_io import read_video
 
