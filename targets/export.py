@@ -129,7 +129,7 @@ def export(target, module, example_inputs, out_dir, recipe: str | None = None, *
         manifest = write_manifest(tmp, spec)
         parity = measure_parity(tmp, manifest, example_inputs, expected)
         manifest = write_manifest(tmp, ModelManifest.new(**{**manifest, "parity": parity}))
-        check_parity(manifest)
+        check_parity(manifest, recipe_obj)
         check_budgets(manifest, allow_over_budget)
         if measure is not None:  # on the finished files, before they are renamed into place
             manifest = write_manifest(tmp, type(spec).new(**{**manifest, "metric": measure(tmp)}))
@@ -282,8 +282,8 @@ def parity_limit(recipe_configs) -> float:
     return COMPRESSED_PARITY_LIMIT
 
 
-def check_parity(manifest: dict) -> None:
-    recipe = get_recipe(manifest["recipe"])
+def check_parity(manifest: dict, recipe) -> None:
+    """Refuse an artifact whose files disagree with the module they were lowered from."""
     limit = parity_limit(recipe.configs)
     dev = manifest.get("recipe_deviation")
     against = ("eager PyTorch" if dev is None else
