@@ -254,11 +254,12 @@ def compare(paths: dict, streamed: Path, filed: Path) -> dict:
             "si_sdr_per_minute": per_minute}
 
 
-def growth_per_hour(rows: list[dict], key: str, skip: int = 1) -> float:
-    """Least-squares slope of `key` over the minutes after `skip` (warm-up), per hour."""
+def growth_per_hour(rows: list[dict], key: str, skip: int = 1) -> float | None:
+    """Least-squares slope of `key` over the minutes after `skip` (warm-up), per hour;
+    None under 2 such minutes."""
     pts = [(r["minute"], r[key]) for r in rows if r["minute"] > skip and key in r]
     if len(pts) < 2:
-        return float("nan")
+        return None
     m, v = np.array(pts, float).T
     return round(float(np.polyfit(m, v, 1)[0] * 60), 4)
 
