@@ -53,6 +53,7 @@ def onnx_initializers(path) -> list[np.ndarray]:
     return [numpy_helper.to_array(t) for t in onnx.load(str(path)).graph.initializer]
 
 
+@pytest.mark.slow
 def test_pruned_rate_graphs_share_the_one_pruned_module(tmp_path, monkeypatch, tiny, applied):
     from avedge.targets import lowering
 
