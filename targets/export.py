@@ -1,9 +1,12 @@
 """export(): lower a module for a target into an artifact directory, atomically.
 
 The directory is built in a hidden sibling and renamed into place only when every
-file is written, hashed and checked against eager PyTorch in the real runtime that
-will run it (parity recorded in the manifest). A failed export leaves nothing behind
-and never clobbers a previous artifact.
+file is written, hashed and checked in the real runtime that will run it against the
+eager module it was lowered from, i.e. with the recipe's module-level compression
+applied (parity, in the manifest: it judges the lowering). What that compression did
+to the output is recorded beside it (recipe_deviation: information, never a refusal;
+its cost to accuracy is the family metric's to judge). A failed export leaves nothing
+behind and never clobbers a previous artifact.
 """
 
 from __future__ import annotations
