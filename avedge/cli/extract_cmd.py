@@ -22,6 +22,7 @@ from pathlib import Path
 
 from avedge.cli import common
 from avedge.cli.common import print_json, quiet_native_logs
+from avedge.runtime.pipelines.extraction import DEFAULT_AMBIENT_DB, check_ambient_db
 
 CLIP_WARN = 0.001  # warn when more than 0.1 % of samples are clipped
 FAMILY = "speech-extractor"
@@ -40,6 +41,11 @@ def register(sub):
     p.add_argument("--backend", help="backend (default: the artifact's first available)")
     p.add_argument("--threads", type=int, help="threads (default: the target's)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--ambient-db", default=str(DEFAULT_AMBIENT_DB), metavar="DB",
+                   help="mix the untouched input back at this level under the extracted "
+                        "voice (some of the room, and a floor when the target is turned "
+                        "down); 'off' for the extracted voice alone (default %(default)s)")
+
     p.set_defaults(func=run)
 
 
@@ -63,6 +69,7 @@ def warn_clipping(clip, what: str) -> None:
 
 def run(args) -> int:
     quiet_native_logs()
+    ambient_db = check_ambient_db(args.ambient_db)  # before any file is read
     from avedge.runtime.audio_io import output_subtype, read_audio, write_audio
     from avedge.runtime.pipelines.extraction import Extraction, si_sdr_db
 
@@ -76,7 +83,8 @@ def run(args) -> int:
     warn_clipping(enroll, "the enrollment")
     warn_clipping(mix, "the input")
     artifact = args.artifact or default_artifact("cpu")
-    ex = Extraction.from_artifact(artifact, backend=args.backend, threads=args.threads)
+    ex = Extraction.from_artifact(artifact, backend=args.backend, threads=args.threads,
+                                  ambient_db=ambient_db)
     quiet_native_logs()  # again: a backend that imported torch reset its loggers
     emb = ex.enroll(enroll.samples)
     res = ex.process(mix.samples, emb)

@@ -14,6 +14,7 @@ import sys
 import time
 
 from avedge.cli.common import print_json, quiet_native_logs
+from avedge.runtime.pipelines.extraction import DEFAULT_AMBIENT_DB, check_ambient_db
 
 RATE = 16000
 
@@ -30,6 +31,11 @@ def register(sub):
     p.add_argument("--save", help="also write what was played to this file")
     p.add_argument("--list-devices", action="store_true", help="list audio devices and exit")
     p.add_argument("--json", action="store_true", help="print the final report as JSON")
+    p.add_argument("--ambient-db", default=str(DEFAULT_AMBIENT_DB), metavar="DB",
+                   help="mix the untouched input back at this level under the extracted "
+                        "voice (some of the room, and a floor when the target is turned "
+                        "down); 'off' for the extracted voice alone (default %(default)s)")
+
     p.set_defaults(func=run)
 
 
@@ -55,6 +61,7 @@ def list_devices(pa) -> list[dict]:
 
 def run(args) -> int:
     quiet_native_logs()
+    ambient_db = check_ambient_db(args.ambient_db)  # before any device is opened
     import numpy as np
 
     from avedge.cli.extract_cmd import default_artifact, warn_clipping
@@ -80,7 +87,8 @@ def run(args) -> int:
         raise AvedgeError(f"--block must be positive, got {args.block}")
     enroll = read_audio(args.enroll, what="enrollment")
     warn_clipping(enroll, "the enrollment")
-    ex = Extraction.from_artifact(args.artifact or default_artifact("cpu"))
+    ex = Extraction.from_artifact(args.artifact or default_artifact("cpu"),
+                                  ambient_db=ambient_db)
     quiet_native_logs()  # again: a backend that imported torch reset its loggers
     proc = DuplexProcessor(ex, ex.enroll(enroll.samples), args.block)
     source = read_audio(args.from_file, what="--from-file input").samples \

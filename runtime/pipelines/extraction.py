@@ -19,6 +19,12 @@ Input handling (documented in `avedge extract --help` too):
     shorter: it is looped to ENROLL_SECONDS (what training does);
   - silent mixture: processed (the output is silent too);
   - non-finite mixture samples: refused by the Stream (`InputError`).
+
+Ambient (`ambient_db`): the untouched input mixed back under the extracted voice, at the
+same samples (the Stream's output is aligned with its input). A hearable keeps some of
+the room for awareness, and it bounds the harm when the model turns the target down:
+on the real-voice validation speakers a floor at -20 dB lifted the worst mixture by
+~4 dB (benchmarks/RESULTS.md). None/off: the extractor's output alone.
 """
 
 from __future__ import annotations
@@ -33,6 +39,9 @@ from avedge.runtime.errors import ArtifactError, InputError
 from avedge.runtime.stream import TIMINGS_KEPT
 
 ENROLL_SECONDS = 5.0
+# What `avedge extract` and `avedge listen` mix back (see the module docstring); the
+# Extraction class itself defaults to off, so benchmarks and evaluation measure the model.
+DEFAULT_AMBIENT_DB = -20.0
 MIN_ENROLL_SECONDS = 1.0
 SILENCE_RMS = 10 ** (-70 / 20)  # below -70 dBFS RMS an enrollment counts as silent
 COMPONENTS = ("speaker_encoder", "extractor")
@@ -72,13 +81,65 @@ class ExtractionResult:
                 "rtf": round(float(ms.sum() / 1e3 / max(audio_s, 1e-9)), 4)}
 
 
+def check_ambient_db(value) -> float | None:
+    """None/"off" -> None; a level in dB (below 0) -> that level."""
+    if value is None or (isinstance(value, str) and value.lower() == "off"):
+        return None
+    try:
+        db = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"ambient level {value!r} is not a number; give a level in dB "
+                         "below 0 (e.g. -20) or 'off'") from None
+    if not np.isfinite(db) or db >= 0:
+        raise InputError(f"ambient level {value!r} dB: give a level below 0 dB (e.g. -20; "
+                         "0 would be the input as loud as the voice) or 'off'")
+    return db
+
+
+class AmbientStream:
+    """A runtime Stream whose output gets `gain` x the input at the same samples. Input a
+    Stream refuses never enters the mix; reset/finish/timings behave as the Stream's."""
+
+    def __init__(self, stream, gain: float):
+        self._stream, self.gain = stream, np.float32(gain)
+        self._pending = np.zeros(0, np.float32)
+
+    def __getattr__(self, name):  # chunk_ms, chunks_run, spec, ...: the Stream's
+        return getattr(self._stream, name)
+
+    def accept(self, samples) -> None:
+        self._stream.accept(samples)  # raises, unchanged, on a bad block
+        x = np.asarray(samples, np.float32).reshape(-1)
+        self._pending = np.concatenate([self._pending, x])
+
+    def ready(self) -> bool:
+        return self._stream.ready()
+
+    def _mix(self, y: np.ndarray) -> np.ndarray:
+        n = y.shape[-1]
+        out = y + self.gain * self._pending[:n].reshape(y.shape)
+        self._pending = self._pending[n:]
+        return out
+
+    def read(self) -> np.ndarray:
+        return self._mix(self._stream.read())
+
+    def finish(self) -> np.ndarray:
+        return self._mix(self._stream.finish())
+
+    def reset(self) -> None:
+        self._stream.reset()
+        self._pending = np.zeros(0, np.float32)
+
+
 class Extraction:
     """Speaker encoder + streaming extractor. Takes any Session-like objects: `.spec` (the
     typed manifest) and `.run(**x)` for the encoder, `.spec` and `.stream(conditions=...)`
-    for the extractor."""
+    for the extractor. `ambient_db`: see the module docstring (None: off)."""
 
-    def __init__(self, speaker_encoder, extractor):
+    def __init__(self, speaker_encoder, extractor, ambient_db: float | None = None):
         self.encoder, self.extractor = speaker_encoder, extractor
+        self.ambient_db = check_ambient_db(ambient_db)
         enc_in = speaker_encoder.spec.inputs[0]
         self.enroll_input = enc_in.name
         self.enroll_samples = int(enc_in.shape[-1])
@@ -94,7 +155,8 @@ class Extraction:
         self.lookahead = stream.lookahead_samples
 
     @classmethod
-    def from_artifact(cls, path, backend: str | None = None, threads: int | None = None):
+    def from_artifact(cls, path, backend: str | None = None, threads: int | None = None,
+                      ambient_db: float | None = None):
         from avedge.runtime.loader import load
         from avedge.runtime.pipeline import Pipeline
 
@@ -103,7 +165,7 @@ class Extraction:
             raise ArtifactError(f"{path} is not a speech-extractor artifact (it needs the "
                                 f"components {', '.join(COMPONENTS)}; it has "
                                 f"{getattr(art, 'components', ['one graph'])})")
-        return cls(art["speaker_encoder"], art["extractor"])
+        return cls(art["speaker_encoder"], art["extractor"], ambient_db)
 
     @property
     def algorithmic_latency_ms(self) -> float:
@@ -125,8 +187,11 @@ class Extraction:
         return self.encoder.run(**{self.enroll_input: clip})[self.embedding_output]
 
     def stream(self, embedding: np.ndarray):
-        return self.extractor.stream(conditions={self.condition: np.asarray(
+        stream = self.extractor.stream(conditions={self.condition: np.asarray(
             embedding, np.float32).reshape(1, -1)})
+        if self.ambient_db is None:
+            return stream
+        return AmbientStream(stream, 10 ** (self.ambient_db / 20))
 
     def process(self, mixture: np.ndarray, embedding: np.ndarray,
                 block: int | None = None) -> ExtractionResult:

@@ -176,6 +176,28 @@ def test_duplex_callback_from_file_matches_offline(tiny, block):
     assert proc.stats()["deadline_misses"] == proc.misses
 
 
+def test_ambient_mix_adds_the_input_at_the_same_samples(tiny):
+    """--ambient-db: output = the extractor's output + gain x the input, sample-aligned, on
+    the file path and through a stream fed odd blocks, a refused block changing nothing."""
+    off = Extraction.from_artifact(tiny[1], backend="onnxruntime")
+    on = Extraction.from_artifact(tiny[1], backend="onnxruntime", ambient_db=-20.0)
+    emb = off.enroll(speechy(2.0))
+    mix = speechy(1.0, f0=200)
+    base, mixed = off.process(mix, emb).samples, on.process(mix, emb).samples
+    assert len(mixed) == len(base) == len(mix)
+    np.testing.assert_allclose(mixed - base, 0.1 * mix, atol=1e-5)
+    stream, pieces = on.stream(emb), []
+    for s, e in [(0, 333), (333, 1000), (1000, 1001), (1001, len(mix))]:
+        stream.accept(mix[s:e])
+        if s == 333:
+            with pytest.raises(InputError):
+                stream.accept(np.full(50, np.nan, np.float32))
+        pieces.append(stream.read().reshape(-1))
+    pieces.append(stream.finish().reshape(-1))
+    np.testing.assert_allclose(np.concatenate(pieces), mixed, atol=1e-6)
+    assert stream.chunks_run > 0  # the Stream's own attributes reach through
+
+
 def test_si_sdr_db():
     ref = speechy(1.0)
     assert si_sdr_db(ref * 0.5, ref) > 60
@@ -213,7 +235,9 @@ def test_cli_extract_json_rate_and_bad_inputs(tiny, tmp_path):
     short = tmp_path / "short.wav"
     sf.write(short, speechy(0.4), SR, subtype="PCM_U8")
     for bad, needle in [(("--enroll", short, "--input", mix), "at least 1 s"),
-                        (("--enroll", enroll, "--input", tmp_path / "x.wav"), "does not exist")]:
+                        (("--enroll", enroll, "--input", tmp_path / "x.wav"), "does not exist"),
+                        (("--enroll", enroll, "--input", mix, "--ambient-db", "3"), "below 0 dB"),
+                        (("--enroll", enroll, "--input", mix, "--ambient-db", "x"), "or 'off'")]:
         r = avedge("extract", *bad, "--out", tmp_path / "bad.wav", "--artifact", art)
         assert r.returncode == 2 and needle in r.stderr
         assert len(r.stderr.strip().splitlines()) == 1  # one line, no traceback
