@@ -84,14 +84,21 @@ def load_ours(args) -> dict:
     return out
 
 
+AMBIENT = {"db": None}  # set from --ambient-db
+
+
 def scores(e: dict, ours: dict, dfn_cls) -> dict:
     """method -> SI-SDRi (dB) on one mixture; "input": the mixture's own SI-SDR."""
     mix, ref = e["mixture"], e["target"]
     s0 = si_sdr(mix, ref)
     out = {"input_si_sdr_db": s0}
     for name, (ex, _) in ours.items():
-        y = ex.process(mix, ex.enroll(e["enrollment"])).samples  # what `avedge extract` does
+        y = ex.process(mix, ex.enroll(e["enrollment"])).samples  # the model's output alone
         out[name] = si_sdr(y, ref) - s0
+        if AMBIENT["db"] is not None:  # what `avedge extract` writes by default: the input
+            # mixed back at ambient_db (AmbientStream adds exactly gain x input, tested)
+            gain = 10 ** (AMBIENT["db"] / 20)
+            out[f"{name}+ambient{AMBIENT['db']:g}"] = si_sdr(y + gain * mix, ref) - s0
     if dfn_cls is not None:
         out["deepfilternet3"] = si_sdr(best_aligned(run_dfn(mix, dfn_cls), ref), ref) - s0
         out["rnnoise"] = si_sdr(best_aligned(run_rnnoise(mix), ref), ref) - s0
@@ -163,6 +170,9 @@ def main(argv=None) -> int:
     ap.add_argument("--cache-dir", help="real-voice cache (default ~/.cache/avedge/real_eval)")
     ap.add_argument("--bank", help="voice bank: also score its held-out synthetic sets")
     ap.add_argument("--no-baselines", action="store_true")
+    ap.add_argument("--ambient-db", default="-20",
+                    help="also score the output with the input mixed back at this level, as "
+                         "`avedge extract --ambient-db` does ('off': not)")
     ap.add_argument("--json", help="write the results to this file")
     ap.add_argument("--markdown", help="write the RESULTS.md tables to this file")
     args = ap.parse_args(argv)
@@ -173,7 +183,9 @@ def main(argv=None) -> int:
     warnings.filterwarnings("ignore")
     from avedge.models.corpus.real_eval import real_mixtures
     from avedge.runtime.fsutil import atomic_write_text
+    from avedge.runtime.pipelines.extraction import check_ambient_db
 
+    AMBIENT["db"] = check_ambient_db(args.ambient_db)
     t0 = time.time()
     ours = load_ours(args)
     dfn_cls = None
