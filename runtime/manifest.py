@@ -378,7 +378,7 @@ def validate(data, source: str = MANIFEST_NAME) -> Manifest:
         fail("format_version", f"is {_short(version)}",
              f"{FORMAT_VERSION} (a newer format needs a newer avedge)")
     kind = data.get("kind", ...)
-    if kind not in _KINDS:
+    if not isinstance(kind, str) or kind not in _KINDS:  # a list or dict is not hashable
         fail("kind", "is missing" if kind is ... else f"is {_short(kind)}", "model, pipeline")
     return _from_json(_KINDS[kind], data, "", fail)
 

@@ -159,6 +159,15 @@ def test_wrong_type(art, capsys, data):
     refused_everywhere(art, capsys)
 
 
+@pytest.mark.parametrize("kind", [["model"], {"model": 1}, 3, None])
+def test_unhashable_or_odd_kind(art, capsys, kind):
+    """Found by test_wrong_type: a list as "kind" raised TypeError, not ArtifactError."""
+    m = copy.deepcopy(original(art))
+    m["kind"] = kind
+    write(art, m)
+    refused_everywhere(art, capsys)
+
+
 absurd_shapes = st.one_of(
     st.lists(st.integers(-(2**40), -1), min_size=1, max_size=3),
     st.tuples(st.integers(2**31 + 1, 2**62)).map(list),
