@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from avedge.runtime.pipelines.extraction import DEFAULT_AMBIENT_DB
 from avedge.runtime.pipelines.extraction import si_sdr_db as si_sdr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -170,7 +171,7 @@ def main(argv=None) -> int:
     ap.add_argument("--cache-dir", help="real-voice cache (default ~/.cache/avedge/real_eval)")
     ap.add_argument("--bank", help="voice bank: also score its held-out synthetic sets")
     ap.add_argument("--no-baselines", action="store_true")
-    ap.add_argument("--ambient-db", default="-20",
+    ap.add_argument("--ambient-db", default=str(DEFAULT_AMBIENT_DB),
                     help="also score the output with the input mixed back at this level, as "
                          "`avedge extract --ambient-db` does ('off': not)")
     ap.add_argument("--json", help="write the results to this file")
