@@ -55,7 +55,7 @@ def _pick(rng, seq):
     return seq[int(rng.integers(len(seq)))]
 
 
-def _place(x: np.ndarray, n: int, rng: np.random.Generator) -> tuple[np.ndarray, int]:
+def place(x: np.ndarray, n: int, rng: np.random.Generator) -> tuple[np.ndarray, int]:
     """Fit x into n samples: random crop if longer, random offset if shorter.
     -> (window (n,), offset of x[0] in the window; negative when cropped)."""
     if len(x) >= n:
@@ -123,7 +123,7 @@ class MixtureSampler:
                 x = A.pitch_shift(x, float(rng.uniform(-2, 2)))
             if rng.random() < P_EQ:
                 x = A.eq(x, rng)
-        win, off = _place(x, n, rng)
+        win, off = place(x, n, rng)
         if self.augment and rng.random() < P_REVERB:
             wet, early = A.reverb(win, _pick(rng, A.rir_bank(self.seed)))
         else:
@@ -187,7 +187,7 @@ class MixtureSampler:
         # Babble: 4-6 talkers of this split that are neither target nor interferer.
         out = np.zeros(self.n, np.float32)
         for _ in range(int(rng.integers(4, 7))):
-            x, _ = _place(self.bank.audio(_pick(rng, self.bank.by_voice[_pick(rng, others)])),
+            x, _ = place(self.bank.audio(_pick(rng, self.bank.by_voice[_pick(rng, others)])),
                           self.n, rng)
             out += x / A.rms(x)
         return out / A.rms(out)

@@ -50,6 +50,7 @@ from pathlib import Path
 import numpy as np
 from avedge.models.corpus import augment as A
 from avedge.models.corpus import text
+from avedge.models.corpus.mixtures import place
 from avedge.runtime.audio_io import SAMPLE_RATE, read_audio, resample
 from avedge.runtime.errors import AvedgeError
 from avedge.runtime.fsutil import atomic_path
@@ -293,18 +294,6 @@ def speakers(cache_dir=None) -> dict[str, list[Recording]]:
 
 # ---------------------------------------------------------------------------- mixtures
 
-def _place(x: np.ndarray, n: int, rng: np.random.Generator) -> tuple[np.ndarray, int]:
-    """Fit x into n samples: random crop if longer, random offset if shorter.
-    -> (window, offset of x[0] in it; negative when cropped)."""
-    if len(x) >= n:
-        s = int(rng.integers(len(x) - n + 1))
-        return x[s: s + n].copy(), -s
-    off = int(rng.integers(n - len(x) + 1))
-    out = np.zeros(n, np.float32)
-    out[off: off + len(x)] = x
-    return out, off
-
-
 def _take(recs: list[Recording], want_s: float, keep_s: float) -> int:
     """How many of `recs` (in order) to chain for >= want_s seconds, leaving at least
     keep_s seconds in the rest; always >= 1."""
@@ -359,7 +348,7 @@ def _babble(spk, exclude: set[str], n: int, rng) -> np.ndarray:
     out = np.zeros(n, np.float32)
     for _ in range(int(rng.integers(4, 7))):
         recs = spk[others[int(rng.integers(len(others)))]]
-        x, _ = _place(recs[int(rng.integers(len(recs)))].audio, n, rng)
+        x, _ = place(recs[int(rng.integers(len(recs)))].audio, n, rng)
         out += x / A.rms(x)
     return out / A.rms(out)
 
@@ -375,13 +364,13 @@ def mixture_at(spk: dict[str, list[Recording]], order: list[str], i: int, seed: 
     voice = order[i % len(order)]
     recs = _shuffled(spk[voice], rng)
     k = _take(recs, TARGET_FILL * seconds, min(MIN_ENROLL_LEFT, enroll_seconds))
-    target, off = _place(_chain([r.audio for r in recs[:k]], rng), n, rng)
+    target, off = place(_chain([r.audio for r in recs[:k]], rng), n, rng)
     # One interfering talker: another person, his/her recordings filling the window.
     others = [s for s in spk if s != voice]
     iv = others[int(rng.integers(len(others)))]
     irecs = _shuffled(spk[iv], rng)
     ik = _take(irecs, seconds, 0.0)
-    interf, _ = _place(_chain([r.audio for r in irecs[:ik]], rng), n, rng)
+    interf, _ = place(_chain([r.audio for r in irecs[:ik]], rng), n, rng)
     sir = float(rng.uniform(*sir_db))
     snr = float(rng.uniform(*snr_db))
     ntype = noise_types[int(rng.integers(len(noise_types)))]

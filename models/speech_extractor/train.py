@@ -189,14 +189,7 @@ class CorpusData:
         if not own:
             return []
         others = [v for v in smp.voices if v not in own]
-        smp.voices = own * max(1, len(others) // len(own)) + others
-        out, i = [], 0
-        while len(out) < n:
-            ex = smp.sample_at(i)
-            i += 1
-            if ex["voice"] in own:
-                out.append(ex)
-        return out
+        return _targets_from(smp, own, others, n, max(1, len(others) // len(own)))
 
     def heldout_synth_set(self, n: int, seed: int = 1234, **kw) -> list[dict]:
         """Mixtures whose *target* is a voice of the held-out synthesizer, interfering
@@ -209,14 +202,7 @@ class CorpusData:
         if not own:
             raise AvedgeError(f"the bank has no {synth!r} voice with 2+ utterances")
         others = [v for v in smp.voices if v.partition(":")[0] != synth]
-        smp.voices = own * len(others) + others  # about half the draws have an own target
-        out, i = [], 0
-        while len(out) < n:
-            ex = smp.sample_at(i)
-            i += 1
-            if ex["voice"] in own:
-                out.append(ex)
-        return out
+        return _targets_from(smp, own, others, n, len(others))  # ~half the draws own
 
     def describe(self) -> dict:
         info = {k: v for k, v in self.bank.info().items() if k != "voices"}
@@ -238,6 +224,19 @@ class CorpusData:
                                  for s in sorted(set(synth_of))},
                 "train_utterances": sum(len(self.bank.by_voice[v]) for v in train_voices),
                 "train_synths": sorted({v.partition(":")[0] for v in train_voices})}
+
+
+def _targets_from(smp, own: list[str], others: list[str], n: int, repeat: int) -> list[dict]:
+    """The first n of a sampler's mixtures whose target is one of `own`; `own` voices are
+    repeated `repeat` times among the others (interferers and babble) to draw them often."""
+    smp.voices = own * repeat + others
+    out, i = [], 0
+    while len(out) < n:
+        ex = smp.sample_at(i)
+        i += 1
+        if ex["voice"] in own:
+            out.append(ex)
+    return out
 
 
 def weighted_voices(voices: list[str], exclude_synth: str | None, natural_share: float,

@@ -56,3 +56,20 @@ def test_build_bank_names_unknown_synthesizers(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "festvial" in err and "festival, klettres" in err and "Traceback" not in err
     assert not (tmp_path / "b").exists()  # nothing built
+
+
+def test_trainer_draws_real_share_and_validates_on_held_out_real_people(tmp_path):
+    from avedge.models.corpus.voicebank import build_bank
+    from avedge.models.corpus.voices import small_bank_voices
+    from avedge.models.speech_extractor.train import CorpusData, TrainConfig
+
+    real = ["klettres:cs", "klettres:da", "klettres:nl", "klettres:hu"]  # 2 train, 2 val
+    synthetic = small_bank_voices({"train": 3, "val": 2, "test": 0})
+    build_bank(tmp_path, voices=real + synthetic, n_per_voice=3)
+    data = CorpusData(TrainConfig(corpus=str(tmp_path), real_share=0.4))
+    share = data.describe()["target_share"]
+    assert abs(share["klettres"] - 0.4) < 0.1, share  # 2 real voices repeated to ~40 %
+    exs = data.real_val_set(6)
+    assert len(exs) == 6 and {e["voice"] for e in exs} <= {"klettres:nl", "klettres:hu"}
+    assert all(e["voice"] not in e["interferers"] and e["sir_db"] == 0.0 for e in exs)
+    assert all(split_of(v) == "val" for e in exs for v in e["interferers"])
