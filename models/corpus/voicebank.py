@@ -27,7 +27,14 @@ from pathlib import Path
 import numpy as np
 from avedge.models.corpus import GENERATOR_VERSION, text
 from avedge.models.corpus.phonemes import Utterance
-from avedge.models.corpus.voices import ALL_SYNTHS, SYNTHS, Voice, catalogue, split_of
+from avedge.models.corpus.voices import (
+    ALL_SYNTHS,
+    SYNTHS,
+    Voice,
+    catalogue,
+    speaks_sentence,
+    split_of,
+)
 from avedge.runtime.audio_io import SAMPLE_RATE
 from avedge.runtime.errors import AvedgeError
 from avedge.runtime.fsutil import atomic_write_text
@@ -111,6 +118,8 @@ def build_voice(voice: Voice, n: int, seed: int, out_dir: Path) -> float:
         kind = "grid" if rng.random() < GRID_FRACTION else "free"
         sent = text.sentence(rng, kind)
         u = synthesize(voice, sent, rng)
+        if not speaks_sentence(voice):  # KLettres clips, pseudo-words: not the sentence
+            sent = ""
         a = resample(u.audio, u.sample_rate)
         pcm = np.clip(np.round(a * 32767), -32767, 32767).astype(np.int16)
         chunks.append(pcm)
@@ -222,8 +231,12 @@ class VoiceBank:
     def voices(self) -> list[str]:
         return sorted(self.by_voice)
 
-    def voices_in(self, split: str, holdout_synth: str | None = None) -> list[str]:
-        return [v for v in self.voices if split_of(v, holdout_synth) == split]
+    def voices_in(self, split: str, holdout_synth: str | None = None,
+                  timed: bool = False) -> list[str]:
+        """The split's voices; timed=True: only those with phone timings (what lip
+        reading and lips-pose need; the real recorded people have none)."""
+        return [v for v in self.voices if split_of(v, holdout_synth) == split
+                and (not timed or any(u.phones for u in self.by_voice[v]))]
 
     def audio(self, u: BankUtt) -> np.ndarray:
         """(n,) float32 at 16 kHz."""

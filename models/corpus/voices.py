@@ -95,6 +95,14 @@ def catalogue(synths=SYNTHS) -> list[Voice]:
     return out
 
 
+def speaks_sentence(voice: Voice) -> bool:
+    """Whether the voice reads the corpus sentence it is given (KLettres chains letters;
+    non-English festival voices read pseudo-words in their own script)."""
+    if voice.synth == "klettres":
+        return False
+    return voice.synth != "festival" or voice_festival.VOICES[voice.params[0]][0] == "en"
+
+
 def _unit(vid: str) -> float:
     return int.from_bytes(hashlib.sha256(vid.encode()).digest()[:8], "big") / 2.0 ** 64
 

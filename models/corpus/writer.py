@@ -87,7 +87,7 @@ def write_corpus(out, n: int, seed: int = 0, split: str = "train", bank_dir=None
     bank = open_bank(bank_dir)
     if kind not in (None, "grid", "free"):
         raise AvedgeError(f"unknown sentence kind {kind!r}; available: grid, free")
-    voices = [v for v in bank.voices_in(split, holdout_synth)
+    voices = [v for v in bank.voices_in(split, holdout_synth, timed=True)
               if kind is None or any(u.kind == kind for u in bank.by_voice[v])]
     if not voices:
         raise AvedgeError(f"the bank at {bank.root} has no voices in split {split!r}"

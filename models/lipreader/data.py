@@ -165,7 +165,7 @@ def build_split(bank, split: str, cache_dir: str | Path, face_seed: int = 0,
                 f"(corpus generator {meta['generator_version']}), not {face_seed} "
                 f"({GENERATOR_VERSION}); remove it or pass another --cache")
         have = {(u["voice"], u["index"]) for u in meta["utterances"]}
-        todo = [u for v in bank.voices_in(split) for u in bank.by_voice[v]
+        todo = [u for v in bank.voices_in(split, timed=True) for u in bank.by_voice[v]
                 if (u.voice, u.index) not in have]
         if not todo:
             return SplitCache.open(root)

@@ -58,7 +58,7 @@ class Split:
 def open_split(bank, split: str, holdout_synth: str | None) -> Split:
     """The bank's `split` voices (voices.split_of with holdout_synth: that synthesizer is
     the test split, kept out of train and val)."""
-    voices = bank.voices_in(split, holdout_synth or None)
+    voices = bank.voices_in(split, holdout_synth or None, timed=True)
     utts = [u for v in voices for u in bank.by_voice[v]]
     if not utts:
         raise AvedgeError(f"the bank at {bank.root} has no {split}-split utterances "

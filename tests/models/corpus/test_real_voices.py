@@ -65,7 +65,12 @@ def test_trainer_draws_real_share_and_validates_on_held_out_real_people(tmp_path
 
     real = ["klettres:cs", "klettres:da", "klettres:nl", "klettres:hu"]  # 2 train, 2 val
     synthetic = small_bank_voices({"train": 3, "val": 2, "test": 0})
-    build_bank(tmp_path, voices=real + synthetic, n_per_voice=3)
+    bank = build_bank(tmp_path, voices=real + synthetic, n_per_voice=3)
+    # The bank says what was said: KLettres chains letters, not the corpus sentence, and
+    # has no phone timings, so lip reading and lips-pose never draw it.
+    assert all(u.text == "" and not u.phones for v in real for u in bank.by_voice[v])
+    assert set(bank.voices_in("train", timed=True)) == {
+        v for v in synthetic if split_of(v) == "train"}
     data = CorpusData(TrainConfig(corpus=str(tmp_path), real_share=0.4))
     share = data.describe()["target_share"]
     assert abs(share["klettres"] - 0.4) < 0.1, share  # 2 real voices repeated to ~40 %
