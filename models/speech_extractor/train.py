@@ -372,6 +372,10 @@ def train(cfg: TrainConfig, data=None, fresh: bool = False, progress: bool = Tru
     out = files.weights
     out.parent.mkdir(parents=True, exist_ok=True)  # before minutes of training, not at the save
     dims = se.Dims.from_json(cfg.dims)  # bad dims fail before the corpus is read
+    for name in ("natural_share", "real_share", "solo_share"):  # silently ignored otherwise
+        if not 0.0 <= getattr(cfg, name) <= 1.0:
+            raise AvedgeError(f"--{name.replace('_', '-')} is a share of the training "
+                              f"mixtures, 0..1; got {getattr(cfg, name)}")
     check_workers(cfg.workers)  # and so does a worker count that cannot draw batches
     check_decay(cfg.ema)  # and a decay that is no average
     trainer.check_precision(cfg.precision)

@@ -58,6 +58,16 @@ def test_build_bank_names_unknown_synthesizers(tmp_path, capsys):
     assert not (tmp_path / "b").exists()  # nothing built
 
 
+def test_train_refuses_a_share_outside_0_1(tmp_path, capsys):
+    from avedge.cli import main
+
+    assert main(["train", "speech-extractor", "--corpus", str(tmp_path), "--real-share", "2",
+                 "--out", str(tmp_path / "w.safetensors")]) == 2
+    assert "--real-share is a share of the training mixtures, 0..1; got 2" in \
+        capsys.readouterr().err
+    assert not (tmp_path / "w.safetensors").exists()
+
+
 def test_trainer_draws_real_share_and_validates_on_held_out_real_people(tmp_path):
     from avedge.models.corpus.voicebank import build_bank
     from avedge.models.corpus.voices import small_bank_voices
