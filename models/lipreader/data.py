@@ -360,17 +360,20 @@ def draw_modality(rng: np.random.Generator) -> np.ndarray:
 # ----------------------------------------------------------------------------- samples
 
 def sample(cache: SplitCache, i: int, rng: np.random.Generator | None,
-           augment: bool = True, window: int = lr.WINDOW) -> dict:
+           augment: bool = True, window: int = lr.WINDOW, with_video: bool = True) -> dict:
     """One window of utterance i: {"video" uint8 (window, 88, 88), "audio" float32
     (window * 640,), "words", "labels", "lead", "frames" (real ones), "voice"}.
-    rng None: no lead-in, the first words that fit, no augmentation."""
+    rng None: no lead-in, the first words that fit, no augmentation. with_video False
+    (audio-only training): the video is black, neither read nor augmented."""
     u = cache.utts[i]
     lead = 0 if rng is None else int(rng.integers(LEAD_IN + 1))
     a, b, words = crop_range(u["words"], u["frames"], window - lead, rng)
-    video = np.asarray(cache.video(i)[a:b])
+    video = (np.asarray(cache.video(i)[a:b]) if with_video
+             else np.zeros((b - a, ROI, ROI), np.uint8))
     audio = cache.pcm(i)[a * HOP: b * HOP]
     if augment and rng is not None:
-        video = augment_video(video, rng)
+        if with_video:
+            video = augment_video(video, rng)
         audio = augment_audio(audio, cache, u["voice"], rng)
     v, au = pad_window(video, audio, lead, window)
     text = " ".join(words)

@@ -290,6 +290,14 @@ class LipReader(nn.Module):
         a = self.audio(audio) * modality[:, None, 1:2]
         return self.fuse(torch.cat([v, a], dim=-1)) + self.modality_embedding(modality)[:, None]
 
+    def audio_features(self, audio: torch.Tensor) -> torch.Tensor:
+        """features() of audio alone (modality [0, 1]) without running the visual
+        front-end, whose output the flag zeroes anyway: audio-only pretraining's cost."""
+        a = self.audio(audio)
+        mod = a.new_tensor([[0.0, 1.0]])
+        return (self.fuse(torch.cat([torch.zeros_like(a), a], dim=-1))
+                + self.modality_embedding(mod)[:, None])
+
     def decode_features(self, feats: torch.Tensor, rate: int,
                         lengths: torch.Tensor | None = None) -> torch.Tensor:
         """(B, T, d) fused features -> (B, 2T, V) log-probabilities at token rate `rate`.

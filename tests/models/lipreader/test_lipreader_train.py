@@ -120,6 +120,33 @@ def test_augmented_batches_are_a_function_of_the_step(cache):
     assert int(lens.sum()) == len(labels) and float(audio.abs().max()) <= 1.0
 
 
+def test_audio_only_batches_and_features_skip_the_video(cache, tmp_path):
+    cfg = T.TrainConfig(batch=3, modality="audio")
+    video, audio, mod, labels, lens = T.make_batch(cfg, cache["train"], 5)
+    assert mod.tolist() == [[0.0, 1.0]] * 3 and int(video.abs().sum()) == 0
+    assert float(audio.abs().max()) > 0.01 and int(lens.sum()) == len(labels)
+    torch.manual_seed(0)
+    model = lr.LipReader(lr.Dims.from_json(TINY)).eval()
+    # The shortcut equals the full forward with the video flag off, whatever the video.
+    noise_video = torch.randn(3, lr.WINDOW, lr.ROI, lr.ROI)
+    with torch.no_grad():
+        full = model.features(noise_video, audio, mod)
+        short = model.audio_features(audio)
+    assert torch.allclose(full, short, atol=1e-6)
+    with pytest.raises(T.AvedgeError, match="--modality 'vision' is not one of mixed, audio"):
+        T.train(T.TrainConfig(modality="vision", out=str(tmp_path / "w.safetensors")),
+                progress=False)
+
+
+def test_audio_pretraining_scores_audio_only(bank, tmp_path):
+    out = tmp_path / "w.safetensors"
+    cfg = T.TrainConfig(corpus=str(bank), out=str(out), steps=2, batch=2, warmup=1,
+                        eval_every=2, eval_n=2, threads=1, dims=dict(TINY), modality="audio")
+    rec = T.train(cfg, progress=False, log=lambda m: None)
+    assert rec["steps"] == 2 and rec["config"]["modality"] == "audio"
+    assert set(rec["history"][-1]["val"]) == {"audio"}
+
+
 def test_training_writes_weights_and_record_and_resumes(bank, cache, tmp_path):
     out = tmp_path / "w.safetensors"
     cfg = T.TrainConfig(corpus=str(bank), out=str(out), steps=3, batch=2, warmup=1,
