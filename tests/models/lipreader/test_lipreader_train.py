@@ -127,12 +127,20 @@ def test_audio_only_batches_and_features_skip_the_video(cache, tmp_path):
     assert float(audio.abs().max()) > 0.01 and int(lens.sum()) == len(labels)
     torch.manual_seed(0)
     model = lr.LipReader(lr.Dims.from_json(TINY)).eval()
-    # The shortcut equals the full forward with the video flag off, whatever the video.
+    # Skipping the visual front-end where the video flag is off changes nothing, whatever
+    # the video, with no video at all or some: items are scored on their own in eval mode.
     noise_video = torch.randn(3, lr.WINDOW, lr.ROI, lr.ROI)
-    with torch.no_grad():
-        full = model.features(noise_video, audio, mod)
-        short = model.audio_features(audio)
-    assert torch.allclose(full, short, atol=1e-6)
+    for flags in (mod, torch.tensor([[1.0, 1.0], [0.0, 1.0], [1.0, 0.0]])):
+        with torch.no_grad():
+            full = model.features(noise_video, audio, flags)
+            short = model.features(noise_video, audio, flags, skip_absent=True)
+        assert torch.allclose(full, short, atol=1e-5)
+    calls = []
+    model.visual.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
+    model.features(noise_video, audio, torch.tensor([[1.0, 1.0], [0.0, 1.0], [1.0, 0.0]]),
+                   skip_absent=True)
+    model.features(noise_video, audio, mod, skip_absent=True)
+    assert calls == [2]  # the two items with video; none for the audio-only batch
     with pytest.raises(T.AvedgeError, match="--modality 'vision' is not one of mixed, audio"):
         T.train(T.TrainConfig(modality="vision", out=str(tmp_path / "w.safetensors")),
                 progress=False)
@@ -145,6 +153,22 @@ def test_audio_pretraining_scores_audio_only(bank, tmp_path):
     rec = T.train(cfg, progress=False, log=lambda m: None)
     assert rec["steps"] == 2 and rec["config"]["modality"] == "audio"
     assert set(rec["history"][-1]["val"]) == {"audio"}
+
+
+def test_frozen_modules_stay_as_they_were(bank, tmp_path):
+    cfg = T.TrainConfig(corpus=str(bank), out=str(tmp_path / "w.safetensors"), steps=2,
+                        batch=4, warmup=1, eval_every=5, threads=1, dims=dict(TINY),
+                        freeze="visual.stem", ema=0.0)
+    T.train(cfg, progress=False, log=lambda m: None)
+    torch.manual_seed(cfg.seed)  # the trainer's fresh initialisation
+    start = lr.LipReader(lr.Dims.from_json(TINY)).state_dict()
+    end = lr.load_weights(cfg.out).state_dict()
+    stem = [k for k in start if k.startswith("visual.stem.")]
+    assert stem and all(torch.equal(start[k], end[k]) for k in stem)  # BN statistics too
+    assert not torch.equal(start["visual.cnn.0.0.weight"], end["visual.cnn.0.0.weight"])
+    with pytest.raises(T.AvedgeError, match="--freeze visual.stm: no such module"):
+        T.train(T.TrainConfig(**{**cfg.__dict__, "freeze": "visual.stm", "out": str(
+            tmp_path / "x.safetensors")}), progress=False)
 
 
 def test_training_writes_weights_and_record_and_resumes(bank, cache, tmp_path):
