@@ -333,14 +333,17 @@ def add_noise(speech: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarra
     return speech + g * noise
 
 
+SNR_MIN = -10.0  # lowest SNR of the audio augmentation, dB (the highest is 20)
+
+
 def augment_audio(x: np.ndarray, cache: SplitCache, voice: str,
-                  rng: np.random.Generator) -> np.ndarray:
+                  rng: np.random.Generator, snr_min: float = SNR_MIN) -> np.ndarray:
     """Gain, then clean (25 %), babble of 3-6 other voices (45 %) or white/pink noise
-    (30 %) at an SNR in [-10, 20] dB: under babble the model must lean on the video."""
+    (30 %) at an SNR in [snr_min, 20] dB: under babble the model must lean on the video."""
     x = x * 10 ** (rng.uniform(-10, 6) / 20)
     r = rng.random()
     if r >= 0.25 and len(x):
-        snr = rng.uniform(-10, 20)
+        snr = rng.uniform(snr_min, 20)
         if r < 0.70:
             noise = babble(cache, len(x), voice, rng, int(rng.integers(3, 7)))
         else:
@@ -360,11 +363,13 @@ def draw_modality(rng: np.random.Generator) -> np.ndarray:
 # ----------------------------------------------------------------------------- samples
 
 def sample(cache: SplitCache, i: int, rng: np.random.Generator | None,
-           augment: bool = True, window: int = lr.WINDOW, with_video: bool = True) -> dict:
+           augment: bool = True, window: int = lr.WINDOW, with_video: bool = True,
+           snr_min: float = SNR_MIN) -> dict:
     """One window of utterance i: {"video" uint8 (window, 88, 88), "audio" float32
     (window * 640,), "words", "labels", "lead", "frames" (real ones), "voice"}.
     rng None: no lead-in, the first words that fit, no augmentation. with_video False
-    (audio-only training): the video is black, neither read nor augmented."""
+    (audio-only training): the video is black, neither read nor augmented. snr_min: the
+    audio augmentation's lowest SNR."""
     u = cache.utts[i]
     lead = 0 if rng is None else int(rng.integers(LEAD_IN + 1))
     a, b, words = crop_range(u["words"], u["frames"], window - lead, rng)
@@ -374,7 +379,7 @@ def sample(cache: SplitCache, i: int, rng: np.random.Generator | None,
     if augment and rng is not None:
         if with_video:
             video = augment_video(video, rng)
-        audio = augment_audio(audio, cache, u["voice"], rng)
+        audio = augment_audio(audio, cache, u["voice"], rng, snr_min)
     v, au = pad_window(video, audio, lead, window)
     text = " ".join(words)
     return {"video": v, "audio": au, "words": tokenizer.normalize(text).split(),

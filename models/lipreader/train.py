@@ -88,6 +88,10 @@ class TrainConfig:
     # spell from sound first), ~10x cheaper per step as the visual front-end is not run;
     # validation then scores audio only
     modality: str = "mixed"
+    # Lowest SNR (dB) of the noise or babble mixed into the audio (up to 20 dB). -10:
+    # under babble the model must lean on the video; audio-only pretraining learns faster
+    # from speech it can hear (0 or 5), the noise comes later
+    snr_min: float = D.SNR_MIN
     # Comma-separated parameter-name prefixes kept fixed (e.g. "visual.stem": the 3D stem,
     # whose backward is ~35 % of a video step; its BatchNorm statistics stay as they are)
     freeze: str = ""
@@ -186,7 +190,8 @@ def make_batch(cfg: TrainConfig, cache: D.SplitCache, step: int):
     rng = np.random.default_rng([cfg.seed, step])
     items = rng.integers(len(cache), size=cfg.batch)
     audio_only = cfg.modality == "audio"
-    samples = [D.sample(cache, int(i), rng, with_video=not audio_only) for i in items]
+    samples = [D.sample(cache, int(i), rng, with_video=not audio_only, snr_min=cfg.snr_min)
+               for i in items]
     if audio_only:
         mod = np.tile(np.asarray(MODALITY_NAMES["audio"], np.float32), (len(samples), 1))
     else:
@@ -340,6 +345,9 @@ def train(cfg: TrainConfig, data=None, fresh: bool = False, progress: bool = Tru
     check_workers(cfg.workers)
     check_decay(cfg.ema)
     check_modality(cfg.modality)
+    if not cfg.snr_min < 20:
+        raise AvedgeError(f"--snr-min {cfg.snr_min:g} must be below 20 dB (the augmentation's "
+                          f"highest SNR)")
     trainer.check_precision(cfg.precision)
     dev = trainer.check_device(cfg.device)
     start = trainer.starting_point(files, cfg.init, fresh, dev)

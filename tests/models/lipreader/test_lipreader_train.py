@@ -144,6 +144,16 @@ def test_audio_only_batches_and_features_skip_the_video(cache, tmp_path):
     with pytest.raises(T.AvedgeError, match="--modality 'vision' is not one of mixed, audio"):
         T.train(T.TrainConfig(modality="vision", out=str(tmp_path / "w.safetensors")),
                 progress=False)
+    with pytest.raises(T.AvedgeError, match="--snr-min 25 must be below 20 dB"):
+        T.train(T.TrainConfig(snr_min=25, out=str(tmp_path / "w.safetensors")),
+                progress=False)
+    # The augmentation's noise never goes below snr_min: at snr_min 19.99 the residual
+    # beside the (gain-scaled) speech is ~1 % of it.
+    x = cache["train"].pcm(0)[: 16000].astype(np.float32)
+    for seed in range(6):
+        y = D.augment_audio(x, cache["train"], "none", np.random.default_rng(seed), 19.99)
+        g = float(np.dot(y, x) / np.dot(x, x))
+        assert np.linalg.norm(y - g * x) <= 0.12 * np.linalg.norm(g * x)
 
 
 def test_audio_pretraining_scores_audio_only(bank, tmp_path):
