@@ -92,6 +92,12 @@ class TrainConfig:
     # under babble the model must lean on the video; audio-only pretraining learns faster
     # from speech it can hear (0 or 5), the noise comes later
     snr_min: float = D.SNR_MIN
+    # Voice and channel augmentation of the audio (pitch, formants, tilt, room, band,
+    # codec; data.VOICE_AUG's probabilities times this; 0 = none)
+    voice_aug: float = 1.0
+    # Share of training windows from neural synthesizers (Kokoro: ~3 % of the bank's
+    # utterances, the rest espeak); 0 = as the bank has them
+    natural_share: float = 0.25
     # Comma-separated parameter-name prefixes kept fixed (e.g. "visual.stem": the 3D stem,
     # whose backward is ~35 % of a video step; its BatchNorm statistics stay as they are)
     freeze: str = ""
@@ -185,13 +191,28 @@ def frozen_modules(model: torch.nn.Module, freeze: str) -> list[torch.nn.Module]
     return [names[p] for p in prefixes]
 
 
+def draw_items(cache: D.SplitCache, n: int, natural_share: float,
+               rng: np.random.Generator) -> np.ndarray:
+    """n utterance indices: uniform over the cache, or with `natural_share` of them from
+    the non-espeak (neural) voices when there are both kinds."""
+    if not natural_share:
+        return rng.integers(len(cache), size=n)
+    natural = np.array([i for i, u in enumerate(cache.utts) if u["synth"] != "espeak"])
+    if len(natural) in (0, len(cache)):
+        return rng.integers(len(cache), size=n)
+    espeak = np.setdiff1d(np.arange(len(cache)), natural)
+    pick_natural = rng.random(n) < natural_share
+    return np.where(pick_natural, natural[rng.integers(len(natural), size=n)],
+                    espeak[rng.integers(len(espeak), size=n)])
+
+
 def make_batch(cfg: TrainConfig, cache: D.SplitCache, step: int):
     """The batch of optimizer step `step`: a pure function of (cache, cfg, step)."""
     rng = np.random.default_rng([cfg.seed, step])
-    items = rng.integers(len(cache), size=cfg.batch)
+    items = draw_items(cache, cfg.batch, cfg.natural_share, rng)
     audio_only = cfg.modality == "audio"
-    samples = [D.sample(cache, int(i), rng, with_video=not audio_only, snr_min=cfg.snr_min)
-               for i in items]
+    samples = [D.sample(cache, int(i), rng, with_video=not audio_only, snr_min=cfg.snr_min,
+                        voice_aug=cfg.voice_aug) for i in items]
     if audio_only:
         mod = np.tile(np.asarray(MODALITY_NAMES["audio"], np.float32), (len(samples), 1))
     else:
@@ -345,6 +366,11 @@ def train(cfg: TrainConfig, data=None, fresh: bool = False, progress: bool = Tru
     check_workers(cfg.workers)
     check_decay(cfg.ema)
     check_modality(cfg.modality)
+    if not 0.0 <= cfg.natural_share <= 1.0:
+        raise AvedgeError(f"--natural-share {cfg.natural_share:g} is a share of the windows: "
+                          f"0..1")
+    if cfg.voice_aug < 0:
+        raise AvedgeError(f"--voice-aug {cfg.voice_aug:g} scales probabilities: >= 0")
     if not cfg.snr_min < 20:
         raise AvedgeError(f"--snr-min {cfg.snr_min:g} must be below 20 dB (the augmentation's "
                           f"highest SNR)")

@@ -165,6 +165,43 @@ def test_audio_pretraining_scores_audio_only(bank, tmp_path):
     assert set(rec["history"][-1]["val"]) == {"audio"}
 
 
+def test_natural_share_of_the_windows(cache):
+    import dataclasses
+
+    train = cache["train"]
+    # Mark one utterance as a neural voice's: the share draws it that often.
+    utts = [dict(u, synth="kokoro" if i == 0 else "espeak") for i, u in enumerate(train.utts)]
+    mixed = dataclasses.replace(train, utts=utts)
+    rng = np.random.default_rng(0)
+    for share in (0.0, 0.25, 0.8):
+        items = T.draw_items(mixed, 4000, share, rng)
+        got = float(np.mean(items == 0))
+        want = share if share else 1 / len(utts)
+        assert abs(got - want) < 0.03, (share, got)
+    with pytest.raises(T.AvedgeError, match="--natural-share 1.5 is a share"):
+        T.train(T.TrainConfig(natural_share=1.5), progress=False)
+    with pytest.raises(T.AvedgeError, match="--voice-aug -1 scales"):
+        T.train(T.TrainConfig(voice_aug=-1), progress=False)
+
+
+def test_voice_channel_changes_the_sound_not_the_timing(cache):
+    x = cache["train"].pcm(0)[: 32000].astype(np.float32)
+    assert D.voice_channel(x, np.random.default_rng(0), 0.0) is x
+    changed = 0
+    for seed in range(4):
+        y = D.voice_channel(x, np.random.default_rng(seed), 3.0)  # every change likely
+        assert y.shape == x.shape and y.dtype == np.float32 and np.isfinite(y).all()
+        changed += not np.allclose(y, x, atol=1e-3)
+        # Same timing: the loudness envelopes (40 ms frames) line up within a frame.
+        a, b = (np.log(np.mean(z[: len(z) // 640 * 640].reshape(-1, 640) ** 2, 1) + 1e-8)
+                for z in (x, y))
+        a, b = a - a.mean(), b - b.mean()
+        lags = range(-5, 6)
+        best = max(lags, key=lambda k: float(np.dot(a[5:-5], np.roll(b, -k)[5:-5])))
+        assert abs(best) <= 1, best  # a room's tail may pull it one frame late
+    assert changed == 4
+
+
 def test_frozen_modules_stay_as_they_were(bank, tmp_path):
     cfg = T.TrainConfig(corpus=str(bank), out=str(tmp_path / "w.safetensors"), steps=2,
                         batch=4, warmup=1, eval_every=5, threads=1, dims=dict(TINY),
