@@ -18,9 +18,13 @@ the .npy header is updated; a killed build leaves bytes past the index, cut off 
 next build. Readers trust index.json, not the header.
 
 A sample is a window of at most WINDOW frames, padded exactly as the runtime pads a
-clip (models/lipreader/model.py): a 0..LEAD_IN frame lead-in repeating the first frame,
-the utterance (a crop at word boundaries when it is longer), then the last frame
-repeated; silence for the audio around the utterance.
+clip (models/lipreader/model.py): a lead-in repeating the first frame, the utterance (a
+crop at word boundaries when it is longer), then the last frame repeated; silence for
+the audio around the utterance. The lead-in is drawn over all the room the window leaves:
+with speech always at the window's start (a lead-in of at most 8 frames, as first
+trained) the model learned to emit characters at places fixed by their rank in the
+window, not by when they were said: shifted 20 frames later, audio gave the same
+emissions at the same frames, and sentences lost their last word.
 """
 
 from __future__ import annotations
@@ -45,7 +49,6 @@ SPLITS = ("train", "val", "test")
 HOP = lr.HOP_SAMPLES
 ROI = lr.ROI
 FRAME_BYTES = ROI * ROI
-LEAD_IN = 8  # most frames of still mouth before the utterance
 HEADER = 128  # bytes of our .npy headers (fixed, so the shape can be rewritten in place)
 FLUSH_EVERY = 200  # utterances rendered between commits of a cache build
 
@@ -405,12 +408,13 @@ def sample(cache: SplitCache, i: int, rng: np.random.Generator | None,
            snr_min: float = SNR_MIN, voice_aug: float = 0.0) -> dict:
     """One window of utterance i: {"video" uint8 (window, 88, 88), "audio" float32
     (window * 640,), "words", "labels", "lead", "frames" (real ones), "voice"}.
-    rng None: no lead-in, the first words that fit, no augmentation. with_video False
+    rng None: no lead-in, the first words that fit, no augmentation; else the lead-in is
+    drawn over the room the window leaves. with_video False
     (audio-only training): the video is black, neither read nor augmented. snr_min and
     voice_aug: augment_audio's."""
     u = cache.utts[i]
-    lead = 0 if rng is None else int(rng.integers(LEAD_IN + 1))
-    a, b, words = crop_range(u["words"], u["frames"], window - lead, rng)
+    a, b, words = crop_range(u["words"], u["frames"], window, rng)
+    lead = 0 if rng is None else int(rng.integers(window - (b - a) + 1))
     video = (np.asarray(cache.video(i)[a:b]) if with_video
              else np.zeros((b - a, ROI, ROI), np.uint8))
     audio = cache.pcm(i)[a * HOP: b * HOP]
