@@ -12,6 +12,8 @@ import dataclasses
 from dataclasses import dataclass
 
 _CONFIG_TYPES: dict[str, type] = {}
+# Int8StaticConfig.ops: int8 on the weighted operators only, or on every quantizable one.
+STATIC_OPS = ("compute", "all")
 
 
 def register_config(cls):
@@ -44,14 +46,31 @@ class Int8StaticConfig:
     onnxruntime's ConvInteger is slower than fp32 conv); a conv-heavy model needs
     static scales. Calibration uses `module.calibration_inputs()` when the model
     provides it (real signals, real state), else perturbed copies of the example inputs.
+
+    `ops`: which operators get int8 on the CPU lowerings (.pte PT2E/XNNPACK, .onnx
+    onnxruntime QDQ). "compute" (default): the weighted ones (Linear/MatMul/Gemm, Conv,
+    ConvTranspose), where the multiply-accumulates and the weights are; elementwise ops
+    (add, mul, cat, ...) between them stay fp32, as under dynamic int8. "all": every op
+    the quantizer knows, elementwise ones included. Measured on the speech extractor
+    (benchmarks/RESULTS.md, "Static int8 of the speech extractor"): "all" cost 5 dB
+    SI-SDRi, "compute" 0.2 dB. One per-tensor int8 scale holds ~40 dB of range, and the
+    elementwise chains of a signal model carry far more: spectra and powers (STFT bins
+    span 80-120 dB; a power scale of 1.4 rounds every quiet bin to 0 and log() turns that
+    into -inf clamped to the floor), the constants folded into them (an eps of 1e-6
+    quantized with that scale is 0), mask x spectrum products, and a residual stream whose
+    concatenations tie every block's state to the widest one's scale. Integer-only
+    devices (the Arm lowerings) quantize every op whatever this says.
     """
 
     per_channel: bool = True
     calibration_batches: int = 16
+    ops: str = "compute"
 
     def __post_init__(self):
         if not isinstance(self.per_channel, bool):
             raise ValueError(f"per_channel must be a bool, got {self.per_channel!r}")  # noqa: TRY004
+        if self.ops not in STATIC_OPS:
+            raise ValueError(f"ops must be one of {', '.join(STATIC_OPS)}, got {self.ops!r}")
         if not (isinstance(self.calibration_batches, int) and self.calibration_batches >= 1):
             raise ValueError(f"calibration_batches must be an int >= 1, got "
                              f"{self.calibration_batches!r}")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from avedge.quantize.calibration import calibration_set
 from avedge.quantize.configs import Int8DynamicConfig, Int8StaticConfig
+from avedge.quantize.pt2e_int8 import fixed_weights
 from avedge.runtime.errors import AvedgeError
 
 # torch's dynamo exporter records each node's module path in this metadata entry,
@@ -25,6 +26,8 @@ NAME_SCOPES = "pkg.torch.onnx.name_scopes"
 # keeps the hearable file under its 2 MB budget (2.00 vs 2.12 MB).
 # The static recipe (QDQ with calibration) quantizes every conv.
 DYNAMIC_OPS = ("MatMul", "Gemm", "Conv")
+# Static int8 with Int8StaticConfig(ops="compute"): the weighted operators only.
+STATIC_COMPUTE_OPS = ("MatMul", "Gemm", "Conv", "ConvTranspose")
 
 
 def image_convs(model_path: Path) -> list[str]:
@@ -35,6 +38,18 @@ def image_convs(model_path: Path) -> list[str]:
     ranks = {t.name: len(t.dims) for t in graph.initializer}
     return [n.name for n in graph.node
             if n.op_type == "Conv" and len(n.input) > 1 and ranks.get(n.input[1], 0) == 4]
+
+
+def nodes_with_weights(model_path: Path, weights: set[str]) -> list[str]:
+    """Names of the weighted nodes (STATIC_COMPUTE_OPS) whose weight input is one of the
+    named initializers (the exporter keeps a buffer's name: "stft.analysis")."""
+    import onnx
+
+    if not weights:
+        return []
+    graph = onnx.load(str(model_path), load_external_data=False).graph
+    return [n.name for n in graph.node if n.op_type in STATIC_COMPUTE_OPS
+            and len(n.input) > 1 and n.input[1] in weights]
 
 
 def nodes_of_modules(model_path: Path, modules: tuple[str, ...]) -> list[str]:
@@ -103,7 +118,15 @@ def quantize_onnx_int8(src: Path, dst: Path, config, module=None, example_inputs
         def get_next(self):
             return next(self._it, None)
 
+    # ops="compute": onnxruntime's QDQ pass would otherwise also quantize Add, Mul, Concat,
+    # ... (every op it has a QDQ rule for); configs.Int8StaticConfig says why not. Ops
+    # whose weight is one of the module's buffers (a fixed transform) stay float too
+    # (pt2e_int8.fixed_weights says why).
+    only = {}
+    if config.ops == "compute":
+        only = {"op_types_to_quantize": list(STATIC_COMPUTE_OPS)}
+        exclude = exclude + nodes_with_weights(src, fixed_weights(module) if module else set())
     quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ,
                     per_channel=config.per_channel, activation_type=QuantType.QInt8,
-                    weight_type=QuantType.QInt8, nodes_to_exclude=exclude)
+                    weight_type=QuantType.QInt8, nodes_to_exclude=exclude, **only)
     return provenance

@@ -37,7 +37,8 @@ def test_named_and_parameterised_recipes_resolve():
     keep3 = get_recipe("int8-keep-3")
     assert keep3.find(KeepFloatConfig) == KeepFloatConfig(top=3)
     assert json.loads(json.dumps(get_recipe("int8-static-keep-1").to_json()["configs"])) == [
-        {"type": "Int8StaticConfig", "per_channel": True, "calibration_batches": 16},
+        {"type": "Int8StaticConfig", "per_channel": True, "calibration_batches": 16,
+         "ops": "compute"},
         {"type": "KeepFloatConfig", "layers": [], "top": 1}]
     for bad in ("int8-keep-0", "int8-keep-x", "int8-keep-"):
         with pytest.raises(UnknownNameError, match=r"available: .*int8-keep-K"):
