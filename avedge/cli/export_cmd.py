@@ -8,6 +8,7 @@ import os
 import sys
 
 from avedge.cli.common import print_json, quiet_native_logs
+from avedge.cli.parity_text import deviation_line, parity_against
 
 
 def register(sub):
@@ -52,8 +53,11 @@ def run(args) -> int:
         quant = ", ".join(f"{f} {q['int8_compute_ops']}/{q['int8_compute_ops'] + q['float_compute_ops']}"
                           for f, q in m["quantization"].items())
         print(f"wrote {args.out}: {m['family']} for {m['target']} ({m['recipe']})\n"
-              f"  files: {files}\n  parity vs eager (max abs err): {parity}\n"
-              f"  compute ops in int8: {quant}")
+              f"  files: {files}\n  parity vs {parity_against(m)} (max abs err): {parity}")
+        deviation = deviation_line(m)
+        if deviation:
+            print(f"  {deviation}")
+        print(f"  compute ops in int8: {quant}")
         print_metric(m.get("metric"))
         if m.get("npu_estimate"):  # Arm NPU targets: Vela's figures, labelled
             from avedge.targets.arm.vela import format_estimate

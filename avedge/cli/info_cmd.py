@@ -7,6 +7,7 @@ The whole artifact is checked: the manifest against its schema, then every liste
 from pathlib import Path
 
 from avedge.cli.common import print_json
+from avedge.cli.parity_text import deviation_line, parity_against
 
 
 def register(sub):
@@ -79,7 +80,12 @@ def _describe_model(m, indent: str = "  ") -> None:
         t = m.tosa_check
         say(f"tosa check: max {t['max_lsb_diff']} LSB vs the fake-quant model over "
             f"{t['batches']} inputs ({'ok' if t['ok'] else 'FAILED'}, limit {t['lsb_limit']})")
+    record = m.to_json()
     for fmt, p in m.parity.items():
-        say(f"parity {fmt} on {p.backend}: max abs err {p.max_abs_err:.2e}")
+        say(f"parity {fmt} on {p.backend} vs {parity_against(record)}: max abs err "
+            f"{p.max_abs_err:.2e}, relative {p.rel_err:.2e}")
+    deviation = deviation_line(record)
+    if deviation:
+        say(deviation)
     say(f"parameters: {m.parameters}; versions: "
         + ", ".join(f"{k} {v}" for k, v in m.versions.items() if v))
