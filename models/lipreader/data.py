@@ -22,9 +22,9 @@ clip (models/lipreader/model.py): a lead-in repeating the first frame, the utter
 crop at word boundaries when it is longer), then the last frame repeated; silence for
 the audio around the utterance. The lead-in is drawn over all the room the window leaves:
 with speech always at the window's start (a lead-in of at most 8 frames, as first
-trained) the model learned to emit characters at places fixed by their rank in the
-window, not by when they were said: shifted 20 frames later, audio gave the same
-emissions at the same frames, and sentences lost their last word.
+trained) the model learned a positional prior: it emitted a sentence's first letters
+at frame 0 however late the speech began (24 frames of silence before it changed
+nothing there), so the first word's timing was wrong.
 """
 
 from __future__ import annotations

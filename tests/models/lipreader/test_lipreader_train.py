@@ -285,3 +285,32 @@ def test_schedule_anneals_by_steps_or_by_training_time():
     assert T.lr_at(timed, 100, seconds=3600) == pytest.approx(5e-5)
     assert T.lr_at(timed, 100, seconds=1800) == pytest.approx(T.lr_at(cfg, 505), rel=1e-6)
     assert T.lr_at(timed, 900, seconds=60) == pytest.approx(T.lr_at(cfg, 900))
+
+
+def test_the_shipped_reader_emits_where_the_speech_is(cache):
+    """Characters come out when they are said: speech placed 24 frames later in the window
+    moves the emissions 24 frames later, the first one included. (A reader trained with
+    speech always at the window's start emitted its first letters at frame 0 whatever the
+    timing: a positional prior, word timings wrong.)"""
+    from avedge.runtime.decoding import ctc
+
+    model = lr.build()
+    test = cache["test"]
+    i = min(range(len(test)), key=lambda k: test.utts[k]["frames"])
+    w = D.sample(test, i, None)
+    shift = 24
+    assert w["frames"] + shift <= lr.WINDOW
+    late = np.concatenate([np.zeros(shift * lr.HOP_SAMPLES, np.float32),
+                           w["audio"][: -shift * lr.HOP_SAMPLES]])
+    audio = torch.from_numpy(np.stack([w["audio"], late]))
+    with torch.no_grad():
+        lp = model(torch.zeros(2, lr.WINDOW, lr.ROI, lr.ROI), audio,
+                   torch.tensor([[0.0, 1.0]] * 2)).numpy()
+    assert ctc.greedy(lp[0], list(tokenizer.VOCAB)).text.strip()
+    first, mean = [], []
+    for x in lp:  # output frames (50 Hz) of the non-blank emissions -> video frames
+        idx = np.flatnonzero(x.argmax(-1) != 0) / lr.OUTPUTS_PER_FRAME
+        first.append(idx[0])
+        mean.append(idx.mean())
+    assert first[1] >= shift - 3, first
+    assert abs(mean[1] - mean[0] - shift) <= 4, mean
