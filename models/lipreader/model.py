@@ -84,6 +84,11 @@ class Dims:
     layers: int = 4
     conv_kernel: int = 7  # depthwise convolution in each encoder block
     dropout: float = 0.1
+    # Self-attention sees only tokens within this many video frames (0: the whole
+    # window). Global attention let the first trained reader emit a sentence's first
+    # letter at frame 0 however late the speech began (CTC accepts any place that keeps
+    # the order); a local window ties each emission to what is heard and seen near it.
+    attention_window: int = 0
 
     @staticmethod
     def from_json(d: dict | None) -> Dims:
@@ -315,6 +320,11 @@ class LipReader(nn.Module):
             tokens = torch.div(lengths + rate - 1, rate, rounding_mode="floor")
             keep = torch.arange(x.shape[1], device=x.device)[None] < tokens[:, None]
             mask = keep[:, None, None, :]  # (B, 1, 1, T'): attend only to real tokens
+        if self.dims.attention_window:
+            reach = -(-self.dims.attention_window // rate)  # in tokens, rounded up
+            t = torch.arange(x.shape[1], device=x.device)
+            band = (t[:, None] - t[None, :]).abs() <= reach  # (T', T'), a graph constant
+            mask = band if mask is None else mask & band
         for block in self.blocks:
             x = block(x, mask)
         logits = self.heads[i](self.norm(x))  # (B, T/r, r*2*V)

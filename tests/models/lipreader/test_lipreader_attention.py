@@ -37,3 +37,27 @@ def test_prune_heads_removes_half_the_heads_of_every_block():
     for rate in lr.RATES:  # every rate's graph still runs on the smaller attention
         out = lr.AtRate(model, rate)(*ex)
         assert out.shape[-1] == 29 and torch.isfinite(out).all()
+
+
+def test_local_attention_keeps_each_output_to_its_neighbourhood():
+    """attention_window W: an output frame depends on the input only within the blocks'
+    reach (W frames of attention + 3 of depthwise convolution per block, + the front-end's
+    few frames); with W = 0 the whole window reaches every output."""
+    import dataclasses
+
+    torch.manual_seed(0)
+    audio = 0.1 * torch.randn(1, lr.WINDOW * lr.HOP_SAMPLES)
+    far = audio.clone()
+    far[:, 70 * lr.HOP_SAMPLES:] = 0.1 * torch.randn(1, 30 * lr.HOP_SAMPLES)  # frames 70+
+    video, mod = torch.zeros(1, lr.WINDOW, lr.ROI, lr.ROI), torch.tensor([[0.0, 1.0]])
+    for window, local in ((8, True), (0, False)):
+        model = lr.LipReader(dataclasses.replace(TINY, attention_window=window)).eval()
+        for rate in lr.RATES:
+            with torch.no_grad():
+                a, b = (model(video, x, mod, rate)[0] for x in (audio, far))
+            k = lr.OUTPUTS_PER_FRAME
+            # Reach of 2 blocks: 2 x (8 + 3 x rate) frames, + 4 for pooling and front-end.
+            first_free = (2 * (8 + 3 * rate) + 4) * k
+            same = torch.allclose(a[: 70 * k - first_free], b[: 70 * k - first_free])
+            assert same == local, (window, rate)
+            assert not torch.allclose(a[70 * k:], b[70 * k:])
