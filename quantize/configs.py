@@ -53,7 +53,7 @@ class Int8StaticConfig:
     (add, mul, cat, ...) between them stay fp32, as under dynamic int8. "all": every op
     the quantizer knows, elementwise ones included. Measured on the speech extractor
     (benchmarks/RESULTS.md, "Static int8 of the speech extractor"): "all" cost 5 dB
-    SI-SDRi, "compute" 0.2 dB. One per-tensor int8 scale holds ~40 dB of range, and the
+    SI-SDRi, "compute" ~0.1 dB. One per-tensor int8 scale holds ~40 dB of range, and the
     elementwise chains of a signal model carry far more: spectra and powers (STFT bins
     span 80-120 dB; a power scale of 1.4 rounds every quiet bin to 0 and log() turns that
     into -inf clamped to the floor), the constants folded into them (an eps of 1e-6
