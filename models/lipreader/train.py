@@ -176,6 +176,24 @@ def check_modality(name: str) -> str:
     return name
 
 
+def check_config(cfg: TrainConfig) -> lr.Dims:
+    """Refuse options out of range, naming what is accepted. -> the model dims."""
+    dims = lr.Dims.from_json(cfg.dims)
+    check_workers(cfg.workers)
+    check_decay(cfg.ema)
+    check_modality(cfg.modality)
+    if not 0.0 <= cfg.natural_share <= 1.0:
+        raise AvedgeError(f"--natural-share {cfg.natural_share:g} is a share of the windows: "
+                          f"0..1")
+    if cfg.voice_aug < 0:
+        raise AvedgeError(f"--voice-aug {cfg.voice_aug:g} scales probabilities: >= 0")
+    if not cfg.snr_min < 20:
+        raise AvedgeError(f"--snr-min {cfg.snr_min:g} must be below 20 dB (the augmentation's "
+                          f"highest SNR)")
+    trainer.check_precision(cfg.precision)
+    return dims
+
+
 def frozen_modules(model: torch.nn.Module, freeze: str) -> list[torch.nn.Module]:
     """Fix the parameters under each prefix of `freeze`; -> the modules to keep in eval
     mode (so their BatchNorm statistics stay too). An unknown prefix is refused."""
@@ -361,26 +379,16 @@ def train(cfg: TrainConfig, data=None, fresh: bool = False, progress: bool = Tru
     torch.set_num_threads(cfg.threads)
     files = trainer.RunFiles.beside(cfg.out)
     out = files.weights
-    out.parent.mkdir(parents=True, exist_ok=True)
-    dims = lr.Dims.from_json(cfg.dims)  # bad options fail before the cache is built
-    check_workers(cfg.workers)
-    check_decay(cfg.ema)
-    check_modality(cfg.modality)
-    if not 0.0 <= cfg.natural_share <= 1.0:
-        raise AvedgeError(f"--natural-share {cfg.natural_share:g} is a share of the windows: "
-                          f"0..1")
-    if cfg.voice_aug < 0:
-        raise AvedgeError(f"--voice-aug {cfg.voice_aug:g} scales probabilities: >= 0")
-    if not cfg.snr_min < 20:
-        raise AvedgeError(f"--snr-min {cfg.snr_min:g} must be below 20 dB (the augmentation's "
-                          f"highest SNR)")
-    trainer.check_precision(cfg.precision)
+    # Bad options fail before anything is written or the ROI cache is built.
+    dims = check_config(cfg)
     dev = trainer.check_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    model = lr.LipReader(dims).to(dev)
+    fixed = frozen_modules(model, cfg.freeze)  # requires_grad survives the loads below
+    out.parent.mkdir(parents=True, exist_ok=True)
     start = trainer.starting_point(files, cfg.init, fresh, dev)
     data = data or CacheData(cfg, log)
     train_set = without_synth(data.split("train"), cfg.holdout_synth)
-    torch.manual_seed(cfg.seed)
-    model = lr.LipReader(dims).to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     state = trainer.new_state()
     ema_state = None
@@ -399,7 +407,6 @@ def train(cfg: TrainConfig, data=None, fresh: bool = False, progress: bool = Tru
         state["warm_start"] = warm_start(cfg.init, model)
         model.to(dev)
         log(f"starting from {cfg.init}")
-    fixed = frozen_modules(model, cfg.freeze)
     avg = WeightAverage(model, cfg.ema) if cfg.ema > 0 else None
     if avg and ema_state:
         avg.load_state_dict(ema_state)

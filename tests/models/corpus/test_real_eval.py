@@ -86,8 +86,14 @@ def test_targets_interferers_and_enrollments(cache, monkeypatch):
 
 
 def test_enrollments_are_cut_to_enroll_seconds(cache):
-    for e in R.real_mixtures(n=4, seed=3, cache_dir=cache, enroll_seconds=2.0):
-        assert 1.0 * 16000 <= len(e["enrollment"]) <= 2.0 * 16000
+    short = R.real_mixtures(n=4, seed=3, cache_dir=cache, enroll_seconds=2.0)
+    full = R.real_mixtures(n=4, seed=3, cache_dir=cache)  # the default, 5 s
+    for s, f in zip(short, full, strict=True):
+        assert s["voice"] == f["voice"]  # the same draws up to the enrollment's length
+        # 2 s of the same person's other recordings, or all of them when they are shorter
+        assert len(s["enrollment"]) == min(2 * 16000, len(f["enrollment"]))
+        assert len(s["enrollment"]) >= 1.0 * 16000
+    assert any(len(f["enrollment"]) > 2 * 16000 for f in full)  # the cut did something
 
 
 def test_sir_and_snr_are_as_asked(cache):

@@ -169,7 +169,7 @@ def test_audio_pretraining_scores_audio_only(bank, tmp_path):
     assert set(rec["history"][-1]["val"]) == {"audio"}
 
 
-def test_natural_share_of_the_windows(cache):
+def test_natural_share_of_the_windows(cache, tmp_path):
     import dataclasses
 
     train = cache["train"]
@@ -183,9 +183,12 @@ def test_natural_share_of_the_windows(cache):
         want = share if share else 1 / len(utts)
         assert abs(got - want) < 0.03, (share, got)
     with pytest.raises(T.AvedgeError, match="--natural-share 1.5 is a share"):
-        T.train(T.TrainConfig(natural_share=1.5), progress=False)
+        T.train(T.TrainConfig(natural_share=1.5, out=str(tmp_path / "w.safetensors")),
+                progress=False)
     with pytest.raises(T.AvedgeError, match="--voice-aug -1 scales"):
-        T.train(T.TrainConfig(voice_aug=-1), progress=False)
+        T.train(T.TrainConfig(voice_aug=-1, out=str(tmp_path / "w.safetensors")),
+                progress=False)
+    assert not list(tmp_path.iterdir())  # refused before anything was written
 
 
 def test_voice_channel_changes_the_sound_not_the_timing(cache):
