@@ -405,37 +405,50 @@ def draw_modality(rng: np.random.Generator) -> np.ndarray:
 
 def sample(cache: SplitCache, i: int, rng: np.random.Generator | None,
            augment: bool = True, window: int = lr.WINDOW, with_video: bool = True,
-           snr_min: float = SNR_MIN, voice_aug: float = 0.0) -> dict:
+           snr_min: float = SNR_MIN, voice_aug: float = 0.0,
+           visual: np.ndarray | None = None) -> dict:
     """One window of utterance i: {"video" uint8 (window, 88, 88), "audio" float32
     (window * 640,), "words", "labels", "lead", "frames" (real ones), "voice"}.
     rng None: no lead-in, the first words that fit, no augmentation; else the lead-in is
     drawn over the room the window leaves. with_video False
     (audio-only training): the video is black, neither read nor augmented. snr_min and
-    voice_aug: augment_audio's."""
+    voice_aug: augment_audio's. visual: the utterance's precomputed visual features
+    (frames, variants, d) (models/lipreader/visual_features.py): the window then carries
+    "visual" float32 (window, d) - a variant drawn when augmenting, else the plain one -
+    padded like the frames, and no video."""
     u = cache.utts[i]
     a, b, words = crop_range(u["words"], u["frames"], window, rng)
     lead = 0 if rng is None else int(rng.integers(window - (b - a) + 1))
-    video = (np.asarray(cache.video(i)[a:b]) if with_video
+    use_video = with_video and visual is None
+    video = (np.asarray(cache.video(i)[a:b]) if use_video
              else np.zeros((b - a, ROI, ROI), np.uint8))
     audio = cache.pcm(i)[a * HOP: b * HOP]
     if augment and rng is not None:
-        if with_video:
+        if use_video:
             video = augment_video(video, rng)
         audio = augment_audio(audio, cache, u["voice"], rng, snr_min, voice_aug)
     v, au = pad_window(video, audio, lead, window)
     text = " ".join(words)
-    return {"video": v, "audio": au, "words": tokenizer.normalize(text).split(),
-            "labels": tokenizer.encode(text), "lead": lead, "frames": b - a,
-            "voice": u["voice"], "kind": u["kind"]}
+    out = {"video": v, "audio": au, "words": tokenizer.normalize(text).split(),
+           "labels": tokenizer.encode(text), "lead": lead, "frames": b - a,
+           "voice": u["voice"], "kind": u["kind"]}
+    if visual is not None:
+        k = int(rng.integers(visual.shape[1])) if augment and rng is not None else 0
+        out["visual"], _ = pad_window(np.asarray(visual[a:b, k], np.float32),
+                                      np.zeros(0, np.float32), lead, window)
+        del out["video"]
+    return out
 
 
 def collate(samples: list[dict], modality: np.ndarray | None = None):
-    """-> video uint8 (B, T, 88, 88), audio (B, T*640), modality (B, 2), labels (sum L,)
-    int64, label lengths (B,) int64 (torch tensors)."""
+    """-> video uint8 (B, T, 88, 88) (or visual features float32 (B, T, d) when the
+    samples carry them), audio (B, T*640), modality (B, 2), labels (sum L,) int64, label
+    lengths (B,) int64 (torch tensors)."""
     import torch
 
     mod = modality if modality is not None else np.ones((len(samples), 2), np.float32)
-    return (torch.from_numpy(np.stack([s["video"] for s in samples])),
+    key = "visual" if "visual" in samples[0] else "video"  # precomputed features, or ROIs
+    return (torch.from_numpy(np.stack([s[key] for s in samples])),
             torch.from_numpy(np.stack([s["audio"] for s in samples])),
             torch.from_numpy(np.asarray(mod, np.float32)),
             torch.tensor([c for s in samples for c in s["labels"]], dtype=torch.int64),

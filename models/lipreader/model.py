@@ -289,14 +289,19 @@ class LipReader(nn.Module):
                                    for r in RATES)
 
     def features(self, video: torch.Tensor, audio: torch.Tensor,
-                 modality: torch.Tensor, skip_absent: bool = False) -> torch.Tensor:
+                 modality: torch.Tensor, skip_absent: bool = False,
+                 visual_given: bool = False) -> torch.Tensor:
         """The fused 25 Hz sequence (B, T, d), shared by every rate.
 
         skip_absent (training): the visual front-end runs only on the items whose video
         flag is set (its output is zeroed for the others anyway; it is ~90 % of a
-        training step's compute). Not for export: the item selection depends on data."""
+        training step's compute). Not for export: the item selection depends on data.
+        visual_given (training with a fixed front-end): `video` is already the front-end's
+        output (B, T, d) (models/lipreader/visual_features.py)."""
         a = self.audio(audio) * modality[:, None, 1:2]
-        if skip_absent:
+        if visual_given:
+            v = video.to(a.dtype) * modality[:, None, 0:1]
+        elif skip_absent:
             seen = torch.nonzero(modality[:, 0] > 0).flatten()
             v = torch.zeros_like(a)
             if len(seen):

@@ -101,6 +101,10 @@ class TrainConfig:
     # Comma-separated parameter-name prefixes kept fixed (e.g. "visual.stem": the 3D stem,
     # whose backward is ~35 % of a video step; its BatchNorm statistics stay as they are)
     freeze: str = ""
+    # Hold the whole visual front-end fixed and train on its features, computed once per
+    # cache for the plain ROIs and one augmented copy (models/lipreader/visual_features.py):
+    # video steps at about the speed of audio-only ones; "mixed" modality only
+    visual_features: bool = False
     # Model dimensions, JSON of lipreader Dims names (default: the reference size)
     dims: dict = field(default_factory=lambda: asdict(lr.Dims()),
                        metadata={"keys": "dimension"})
@@ -190,6 +194,9 @@ def check_config(cfg: TrainConfig) -> lr.Dims:
     if not cfg.snr_min < 20:
         raise AvedgeError(f"--snr-min {cfg.snr_min:g} must be below 20 dB (the augmentation's "
                           f"highest SNR)")
+    if cfg.visual_features and cfg.modality != "mixed":
+        raise AvedgeError("--visual-features trains on video features: use it with "
+                          "--modality mixed (audio-only training never runs the front-end)")
     trainer.check_precision(cfg.precision)
     return dims
 
@@ -224,13 +231,16 @@ def draw_items(cache: D.SplitCache, n: int, natural_share: float,
                     espeak[rng.integers(len(espeak), size=n)])
 
 
-def make_batch(cfg: TrainConfig, cache: D.SplitCache, step: int):
-    """The batch of optimizer step `step`: a pure function of (cache, cfg, step)."""
+def make_batch(cfg: TrainConfig, cache: D.SplitCache, step: int, visual=None):
+    """The batch of optimizer step `step`: a pure function of (cache, cfg, step).
+    visual: the split's VisualFeatures (--visual-features): windows carry them, no ROIs."""
     rng = np.random.default_rng([cfg.seed, step])
     items = draw_items(cache, cfg.batch, cfg.natural_share, rng)
     audio_only = cfg.modality == "audio"
     samples = [D.sample(cache, int(i), rng, with_video=not audio_only, snr_min=cfg.snr_min,
-                        voice_aug=cfg.voice_aug) for i in items]
+                        voice_aug=cfg.voice_aug,
+                        visual=None if visual is None else visual.of(cache, int(i)))
+               for i in items]
     if audio_only:
         mod = np.tile(np.asarray(MODALITY_NAMES["audio"], np.float32), (len(samples), 1))
     else:
@@ -384,7 +394,8 @@ def train(cfg: TrainConfig, data=None, fresh: bool = False, progress: bool = Tru
     dev = trainer.check_device(cfg.device)
     torch.manual_seed(cfg.seed)
     model = lr.LipReader(dims).to(dev)
-    fixed = frozen_modules(model, cfg.freeze)  # requires_grad survives the loads below
+    freeze = ",".join(filter(None, [cfg.freeze, "visual" if cfg.visual_features else ""]))
+    fixed = frozen_modules(model, freeze)  # requires_grad survives the loads below
     out.parent.mkdir(parents=True, exist_ok=True)
     start = trainer.starting_point(files, cfg.init, fresh, dev)
     data = data or CacheData(cfg, log)
@@ -432,6 +443,8 @@ def train(cfg: TrainConfig, data=None, fresh: bool = False, progress: bool = Tru
                "history": state["history"][-40:]}
         if "warm_start" in state:
             rec["warm_start"] = state["warm_start"]
+        if "visual_features" in state:
+            rec["visual_features"] = state["visual_features"]
         if final:
             rec["eval"] = final
         elif (files.record.exists() and "eval" in (old := json.loads(files.record.read_text()))
@@ -441,7 +454,9 @@ def train(cfg: TrainConfig, data=None, fresh: bool = False, progress: bool = Tru
 
     def step(k: int, batch) -> tuple[float, dict]:
         video, audio, mod, labels, lens = batch
-        video = D.normalise(video.to(dev, non_blocking=True))
+        video = video.to(dev, non_blocking=True)
+        if not cfg.visual_features:
+            video = D.normalise(video)
         audio, mod = audio.to(dev), mod.to(dev)
         model.train()
         for m in fixed:
@@ -449,7 +464,8 @@ def train(cfg: TrainConfig, data=None, fresh: bool = False, progress: bool = Tru
         for g in opt.param_groups:
             g["lr"] = lr_at(cfg, k, state["train_seconds"])
         with trainer.autocast(dev, cfg.precision):
-            feats = model.features(video, audio, mod, skip_absent=True)
+            feats = model.features(video, audio, mod, skip_absent=True,
+                                   visual_given=cfg.visual_features)
             loss = ctc_loss(model, feats, labels.to(dev), lens.to(dev))
         gnorm = trainer.optimizer_step(loss, opt, model.parameters(), cfg.clip, avg, model, k)
         state["samples"] += cfg.batch
@@ -472,8 +488,14 @@ def train(cfg: TrainConfig, data=None, fresh: bool = False, progress: bool = Tru
         trainer.save_averaged_run(files, model, avg, opt, state, asdict(cfg), lr.save_weights,
                                   record())
 
-    loader = BatchLoader(functools.partial(make_batch, cfg), train_set, state["step"],
-                         cfg.workers)
+    visual = None
+    if cfg.visual_features:  # after the loads: the features of the front-end that trains
+        from avedge.models.lipreader import visual_features
+
+        visual = visual_features.build(model.visual, train_set, seed=cfg.seed, log=log)
+        state["visual_features"] = visual.meta
+    loader = BatchLoader(functools.partial(make_batch, cfg, visual=visual), train_set,
+                         state["step"], cfg.workers)
     trainer.run_loop(state, trainer.LoopSettings(cfg.steps, cfg.minutes, cfg.checkpoint_minutes,
                                                  cfg.eval_every),
                      batches=loader, step=step, evaluate=evaluate_now,

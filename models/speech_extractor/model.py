@@ -45,6 +45,7 @@ from avedge.models.speech_extractor.speaker_encoder import (
     SpeakerDims,
     SpeakerEncoder,
     fit_enrollment,
+    split_condition,
 )
 from avedge.runtime.audio_io import SAMPLE_RATE
 from torch import nn
@@ -107,6 +108,10 @@ class Dims:
     # latency. With > 1 the features also carry each bin's phase advance since the last
     # frame (where in the bin the harmonic sits).
     df_order: int = 4
+    # With an enrollment memory (speaker.memory_tokens > 0): an attention from the frames
+    # to the memory before every `memory_every`-th block (blocks 0, N, 2N, ...).
+    memory_every: int = 4
+    memory_heads: int = 4
     speaker: SpeakerDims = field(default_factory=SpeakerDims)
 
     def __post_init__(self):
@@ -115,6 +120,21 @@ class Dims:
 
             raise AvedgeError(f"df_order must be >= 1 (1: a plain complex mask, N: taps "
                               f"over N frames); got {self.df_order}")
+        if self.speaker.memory_tokens < 0 or self.memory_every < 1 or (
+                self.speaker.memory_tokens and self.speaker.memory_dim % self.memory_heads):
+            from avedge.runtime.errors import AvedgeError
+
+            raise AvedgeError(f"enrollment memory: memory_tokens >= 0, memory_every >= 1 and "
+                              f"memory_dim a multiple of memory_heads; got "
+                              f"{self.speaker.memory_tokens}, {self.memory_every}, "
+                              f"{self.speaker.memory_dim}, {self.memory_heads}")
+
+    @property
+    def memory_blocks(self) -> list[int]:
+        """Blocks preceded by an attention to the enrollment memory."""
+        if not self.speaker.memory_tokens:
+            return []
+        return list(range(0, self.n_blocks, self.memory_every))
 
     @property
     def dilations(self) -> list[int]:
@@ -166,6 +186,32 @@ class CausalBlock(nn.Module):
         return x + h, buf[:, buf.shape[1] - self.context:]
 
 
+class MemoryAttention(nn.Module):
+    """The frames attend to the enrollment memory (keys/values from the speaker encoder):
+    x + Wo(softmax(q k^T / sqrt(h)) v), multi-head, residual. Wo starts at zero, so adding
+    it to trained weights leaves their function unchanged (a warm start, see grow())."""
+
+    def __init__(self, d_model: int, memory_dim: int, heads: int):
+        super().__init__()
+        self.heads, self.head_dim = heads, memory_dim // heads
+        self.norm = nn.LayerNorm(d_model)
+        self.query = nn.Linear(d_model, memory_dim)
+        self.out = nn.Linear(memory_dim, d_model)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, x, keys, values):
+        # x (B, T, D); keys, values (B, K, M)
+        b, t, _ = x.shape
+        k_tokens = keys.shape[1]
+        q = self.query(self.norm(x)).reshape(b, t, self.heads, self.head_dim).transpose(1, 2)
+        k = keys.reshape(b, k_tokens, self.heads, self.head_dim).transpose(1, 2)  # (B,H,K,h)
+        v = values.reshape(b, k_tokens, self.heads, self.head_dim).transpose(1, 2)
+        a = torch.softmax(q @ k.transpose(2, 3) * self.head_dim ** -0.5, dim=-1)  # (B,H,T,K)
+        o = (a @ v).transpose(1, 2).reshape(b, t, self.heads * self.head_dim)  # (B, T, M)
+        return x + self.out(o)
+
+
 class Extractor(nn.Module):
     """The streaming graph. `speaker_encoder` rides along but is not part of `forward`."""
 
@@ -186,6 +232,9 @@ class Extractor(nn.Module):
         nn.init.zeros_(self.film.bias)
         self.blocks = nn.ModuleList(
             CausalBlock(d.d_model, d.d_hidden, d.kernel, dil) for dil in d.dilations)
+        self.memory = nn.ModuleDict({
+            str(i): MemoryAttention(d.d_model, d.speaker.memory_dim, d.memory_heads)
+            for i in d.memory_blocks})
         self.out_norm = nn.LayerNorm(d.d_model)
         self.out_proj = nn.Linear(d.d_model, 2 * N_BINS * d.df_order)  # [re, im] per tap
         self._contexts = [b.context for b in self.blocks]
@@ -261,12 +310,15 @@ class Extractor(nn.Module):
         if p:
             feats = torch.cat([feats, phase_advance(spec, spec_all[:, :, p - 1: p - 1 + t])], 1)
         x = self.in_proj(feats.transpose(1, 2))  # (B, T, D)
-        film = self.film(speaker[:, None, :])  # (B, 1, N*2*D): [gamma_0, beta_0, gamma_1, ...]
+        emb, keys, values = split_condition(speaker, self.dims.speaker)
+        film = self.film(emb[:, None, :])  # (B, 1, N*2*D): [gamma_0, beta_0, gamma_1, ...]
         states = torch.split(conv_state, self._contexts, dim=1)
         new_states = []
         for i, blk in enumerate(self.blocks):
             gamma = 1.0 + film[:, :, 2 * i * d:(2 * i + 1) * d]  # (B, 1, D)
             beta = film[:, :, (2 * i + 1) * d:(2 * i + 2) * d]
+            if str(i) in self.memory:
+                x = self.memory[str(i)](x, keys, values)
             x, s = blk(x, states[i], gamma, beta)
             new_states.append(s)
         m = torch.tanh(self.out_proj(self.out_norm(x))).transpose(1, 2)  # (B, 2F*K, T)
@@ -295,10 +347,14 @@ def phase_advance(cur: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:
 
 
 def grow(model: Extractor, smaller: dict[str, torch.Tensor]) -> Extractor:
-    """Load a state dict of the same model with a smaller `df_order` into `model`: the
-    extra feature columns and filter taps start at zero, so `model` computes exactly what
-    the smaller one did (a warm start for deep filtering)."""
+    """Load a state dict of the same model with a smaller `df_order`, or without the
+    enrollment memory, into `model`: the extra feature columns and filter taps start at
+    zero, and so do the memory attentions' outputs, so `model` computes exactly what the
+    smaller one did (a warm start). Any other parameter must be given."""
     own = model.state_dict()
+    missing = [k for k in own if k not in smaller and not k.startswith("memory.")]
+    if missing:
+        raise ValueError(f"the weights lack {', '.join(missing[:4])}")
     for k, v in smaller.items():
         if k not in own:
             raise ValueError(f"{k!r} is not a parameter of this extractor")
@@ -334,7 +390,8 @@ def build(dims: Dims | None = None, weights: str | None = None) -> Extractor:
 def example_inputs(module: Extractor | None = None) -> tuple[torch.Tensor, ...]:
     module = module or Extractor()
     chunk = torch.randn(1, CHUNK) * 0.1
-    speaker = nn.functional.normalize(torch.randn(1, module.dims.speaker.emb_dim), dim=1)
+    with torch.no_grad():  # a real condition: embedding and memory as the encoder packs them
+        speaker = module.speaker_encoder.eval()(torch.randn(1, ENROLL_SAMPLES) * 0.1)
     return (chunk, speaker, *module.init_state(1))
 
 
@@ -388,10 +445,16 @@ def macs_per_chunk(dims: Dims | None = None) -> dict[str, int]:
     io = (d.n_features * d.d_model + d.d_model * f2 * d.df_order  # in/out projections
           + 4 * N_BINS * d.df_order + (8 * N_BINS if d.df_order > 1 else 0))  # mask, phase
     sd = d.speaker
+    # per attention to the memory: query and output projections, scores and mix over K
+    memory = len(d.memory_blocks) * (2 * d.d_model * sd.memory_dim
+                                     + 2 * sd.memory_tokens * sd.memory_dim)
     frames = ENROLL_SAMPLES // CHUNK
     enc = frames * (f2 * win + sd.kernel * (N_BINS * sd.channels + (sd.layers - 1)
                                             * sd.channels * sd.channels)) + 2 * sd.channels * sd.emb_dim
-    return {"extractor": stft + blocks + film + io, "speaker_encoder_per_enrollment": enc}
+    # memory pooling: K queries over the frames, then keys and values of the K tokens
+    enc += 2 * frames * sd.memory_tokens * sd.channels + 2 * sd.memory_tokens * sd.channels * sd.memory_dim
+    return {"extractor": stft + blocks + film + io + memory,
+            "speaker_encoder_per_enrollment": enc}
 
 
 def save_weights(model: Extractor, path: str | Path, meta: dict | None = None) -> None:

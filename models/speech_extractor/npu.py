@@ -312,6 +312,11 @@ def power_scale_for(model: se.Extractor) -> float:
 
 def components(model: se.Extractor, log_ranges: int = 1) -> dict:
     """{name: (module, example_inputs)} of the NPU form, for export_pipeline."""
+    if model.dims.speaker.memory_tokens:
+        from avedge.runtime.errors import AvedgeError
+
+        raise AvedgeError("the NPU form has no enrollment memory yet (memory_tokens > 0); "
+                          "export it from weights without one (speaker.memory_tokens 0)")
     cond = FilmCondition(model)
     ring = RingExtractor(model, power_scale_for(model), log_ranges)
     enroll = torch.randn(1, se.ENROLL_SAMPLES) * 0.1

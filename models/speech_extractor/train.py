@@ -36,6 +36,7 @@ from avedge.models.common.batch_loader import BatchLoader, check_workers
 from avedge.models.common.metrics import standard_error
 from avedge.models.common.weight_average import WeightAverage, check_decay
 from avedge.models.speech_extractor import model as se
+from avedge.models.speech_extractor.speaker_encoder import grow_encoder
 from avedge.runtime.errors import AvedgeError
 from avedge.runtime.fsutil import atomic_path, atomic_write_json
 
@@ -351,7 +352,7 @@ def warm_start(path: str, model: se.Extractor, spk_head: torch.nn.Module) -> dic
         steps, minutes = meta.get("steps"), meta.get("train_minutes")
     try:
         se.grow(model, ext)
-        model.speaker_encoder.load_state_dict(enc)
+        grow_encoder(model.speaker_encoder, enc)
     except (ValueError, RuntimeError) as exc:
         raise AvedgeError(f"{path!r} does not fit dims {asdict(model.dims)}: {exc}; "
                           f"pass their --dims, or --fresh to start from scratch") from exc
@@ -468,7 +469,7 @@ def train(cfg: TrainConfig, data=None, fresh: bool = False, progress: bool = Tru
         loss = -se.si_sdr(est, tgt).clamp(max=40.0).mean()
         known = labels >= 0
         if cfg.speaker_loss > 0 and n_classes and bool(known.any()):
-            logits = 10.0 * emb[known] @ torch.nn.functional.normalize(
+            logits = 10.0 * emb[known, :dims.speaker.emb_dim] @ torch.nn.functional.normalize(
                 spk_head.weight, dim=1).T
             loss = loss + cfg.speaker_loss * torch.nn.functional.cross_entropy(
                 logits, labels[known])

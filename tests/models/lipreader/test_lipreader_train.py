@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -313,3 +314,73 @@ def test_the_shipped_reader_emits_where_the_speech_is(cache):
     # Mean video frame of the non-blank emissions (50 Hz outputs -> 25 Hz frames).
     mean = [np.flatnonzero(x.argmax(-1) != 0).mean() / lr.OUTPUTS_PER_FRAME for x in lp]
     assert abs(mean[1] - mean[0] - shift) <= 5, mean
+
+
+def test_visual_features_are_the_front_end_on_the_plain_rois(cache, monkeypatch):
+    from avedge.models.lipreader import visual_features as VF
+
+    torch.manual_seed(0)
+    model = lr.LipReader(lr.Dims.from_json(TINY)).eval()
+    split = cache["train"]
+    vf = VF.build(model.visual, split, variants=2, log=lambda m: None)
+    assert vf.feats.shape == (len(split.frames), 2, TINY["d_model"])
+    with torch.no_grad():
+        ref = model.visual(D.normalise(torch.from_numpy(np.array(split.video(0))))[None])[0]
+    got = torch.from_numpy(np.asarray(vf.of(split, 0), np.float32))
+    torch.testing.assert_close(got[:, 0], ref, atol=2e-3 * float(ref.abs().max()), rtol=1e-2)
+    # The second variant: the front-end on an augmented copy, seeded by the utterance.
+    frames = np.asarray(split.video(0))
+    aug = D.augment_video(frames, np.random.default_rng([0, split.utts[0]["frame"], 1]))
+    assert np.abs(aug.astype(int) - frames).mean() > 5
+    with torch.no_grad():
+        ref_aug = model.visual(D.normalise(torch.from_numpy(aug))[None])[0]
+    torch.testing.assert_close(got[:, 1], ref_aug, atol=2e-3 * float(ref.abs().max()),
+                               rtol=1e-2)
+    # Built once: opened again without computing; other front-end weights, other features.
+    monkeypatch.setattr(D, "augment_video", lambda *a: pytest.fail("computed again"))
+    assert VF.build(model.visual, split, variants=2).root == vf.root
+    monkeypatch.undo()
+    with torch.no_grad():
+        model.visual.proj.bias += 1.0
+    assert VF.features_dir(split, model.visual) != vf.root
+
+    # A window carries the features padded like its frames, and the model reads them as
+    # it reads the front-end's output: the same fused sequence away from the edges.
+    plain = D.sample(split, 0, None)
+    with_feats = D.sample(split, 0, None, visual=vf.of(split, 0))
+    assert "video" not in with_feats and with_feats["visual"].shape == (lr.WINDOW, 16)
+    np.testing.assert_array_equal(with_feats["audio"], plain["audio"])
+    n = plain["frames"]
+    torch.manual_seed(0)
+    model = lr.LipReader(lr.Dims.from_json(TINY)).eval()
+    both = torch.ones(1, 2)
+    with torch.no_grad():
+        a = model.features(D.normalise(torch.from_numpy(plain["video"]))[None],
+                           torch.from_numpy(plain["audio"])[None], both)
+        b = model.features(torch.from_numpy(with_feats["visual"])[None],
+                           torch.from_numpy(plain["audio"])[None], both, visual_given=True)
+    assert float(a.abs().max()) > 0.1
+    torch.testing.assert_close(b[0, 2: n - 2], a[0, 2: n - 2], atol=2e-2, rtol=2e-2)
+    cfg = T.TrainConfig(batch=3, visual_features=True)
+    video, _, mod, _, _ = T.make_batch(cfg, split, 7, visual=vf)
+    assert video.dtype == torch.float32 and video.shape == (3, lr.WINDOW, 16)
+
+
+def test_training_on_visual_features_keeps_the_front_end(bank, tmp_path):
+    cfg = T.TrainConfig(corpus=str(bank), out=str(tmp_path / "w.safetensors"), steps=2,
+                        batch=4, warmup=1, eval_every=5, threads=1, dims=dict(TINY),
+                        visual_features=True, ema=0.0)
+    rec = T.train(cfg, progress=False, log=lambda m: None)
+    torch.manual_seed(cfg.seed)  # the trainer's fresh initialisation
+    start = lr.LipReader(lr.Dims.from_json(TINY)).state_dict()
+    end = lr.load_weights(cfg.out).state_dict()
+    visual = [k for k in start if k.startswith("visual.")]
+    assert visual and all(torch.equal(start[k], end[k]) for k in visual)
+    assert not torch.equal(start["fuse.weight"], end["fuse.weight"])
+    assert rec["visual_features"]["variants"] == 2
+    fp = rec["visual_features"]["fingerprint"]
+    assert (Path(rec["corpus"]["cache"]) / "train" / f"visual-{fp}" / "features.npy").is_file()
+    with pytest.raises(T.AvedgeError, match="--visual-features .* --modality mixed"):
+        T.train(T.TrainConfig(**{**cfg.__dict__, "modality": "audio", "out": str(
+            tmp_path / "x.safetensors")}), progress=False)
+    assert not (tmp_path / "x.safetensors").exists()
