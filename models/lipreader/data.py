@@ -440,19 +440,25 @@ def sample(cache: SplitCache, i: int, rng: np.random.Generator | None,
     return out
 
 
-def collate(samples: list[dict], modality: np.ndarray | None = None):
+def collate(samples: list[dict], modality: np.ndarray | None = None, padding: bool = False):
     """-> video uint8 (B, T, 88, 88) (or visual features float32 (B, T, d) when the
     samples carry them), audio (B, T*640), modality (B, 2), labels (sum L,) int64, label
-    lengths (B,) int64 (torch tensors)."""
+    lengths (B,) int64 (torch tensors); with `padding`, also (B, T) bool: the frames the
+    window padded around its clip (silence and repeated frames: nothing is said there)."""
     import torch
 
     mod = modality if modality is not None else np.ones((len(samples), 2), np.float32)
     key = "visual" if "visual" in samples[0] else "video"  # precomputed features, or ROIs
-    return (torch.from_numpy(np.stack([s[key] for s in samples])),
+    batch = (torch.from_numpy(np.stack([s[key] for s in samples])),
             torch.from_numpy(np.stack([s["audio"] for s in samples])),
             torch.from_numpy(np.asarray(mod, np.float32)),
             torch.tensor([c for s in samples for c in s["labels"]], dtype=torch.int64),
             torch.tensor([len(s["labels"]) for s in samples], dtype=torch.int64))
+    if not padding:
+        return batch
+    t = np.arange(len(samples[0]["audio"]) // HOP)
+    pad = np.stack([(t < s["lead"]) | (t >= s["lead"] + s["frames"]) for s in samples])
+    return (*batch, torch.from_numpy(pad))
 
 
 def normalise(video):

@@ -105,6 +105,10 @@ class TrainConfig:
     # cache for the plain ROIs and one augmented copy (models/lipreader/visual_features.py):
     # video steps at about the speed of audio-only ones; "mixed" modality only
     visual_features: bool = False
+    # Weight of a loss that asks for blank on the frames a window pads around its clip
+    # (nothing is said there). CTC alone is indifferent to timing: the first readers
+    # emitted a sentence's first letter at frame 0 however late the speech began
+    silence_blank: float = 1.0
     # Model dimensions, JSON of lipreader Dims names (default: the reference size)
     dims: dict = field(default_factory=lambda: asdict(lr.Dims()),
                        metadata={"keys": "dimension"})
@@ -194,6 +198,8 @@ def check_config(cfg: TrainConfig) -> lr.Dims:
     if not cfg.snr_min < 20:
         raise AvedgeError(f"--snr-min {cfg.snr_min:g} must be below 20 dB (the augmentation's "
                           f"highest SNR)")
+    if cfg.silence_blank < 0:
+        raise AvedgeError(f"--silence-blank {cfg.silence_blank:g} weighs a loss: >= 0")
     if cfg.visual_features and cfg.modality != "mixed":
         raise AvedgeError("--visual-features trains on video features: use it with "
                           "--modality mixed (audio-only training never runs the front-end)")
@@ -245,7 +251,7 @@ def make_batch(cfg: TrainConfig, cache: D.SplitCache, step: int, visual=None):
         mod = np.tile(np.asarray(MODALITY_NAMES["audio"], np.float32), (len(samples), 1))
     else:
         mod = np.stack([D.draw_modality(rng) for _ in samples])
-    return D.collate(samples, mod)
+    return D.collate(samples, mod, padding=True)
 
 
 def eval_windows(cache: D.SplitCache, n: int, seed: int = 1234) -> list[dict]:
@@ -338,15 +344,22 @@ def score(model: lr.LipReader, windows: list[dict], rates=EVAL_RATES,
 # ----------------------------------------------------------------------------- loop
 
 def ctc_loss(model: lr.LipReader, feats: torch.Tensor, labels: torch.Tensor,
-             label_lengths: torch.Tensor) -> torch.Tensor:
-    """Sum over RATES of the CTC loss at that rate (the front-end features shared)."""
+             label_lengths: torch.Tensor, padding: torch.Tensor | None = None,
+             silence_blank: float = 0.0) -> torch.Tensor:
+    """Sum over RATES of the CTC loss at that rate (the front-end features shared), plus
+    `silence_blank` x the mean -log p(blank) over the outputs of `padding` frames (B, T)."""
     B, T = feats.shape[:2]
     lengths = torch.full((B,), T * lr.OUTPUTS_PER_FRAME, dtype=torch.int64)
     total = feats.new_zeros(())
+    quiet = None
+    if padding is not None and silence_blank > 0 and bool(padding.any()):
+        quiet = padding.repeat_interleave(lr.OUTPUTS_PER_FRAME, dim=1)  # (B, 2T)
     for r in lr.RATES:
-        lp = model.decode_features(feats, r).float().transpose(0, 1)  # (2T, B, V)
+        lp = model.decode_features(feats, r).float()  # (B, 2T, V)
         total = total + torch.nn.functional.ctc_loss(
-            lp, labels, lengths, label_lengths, blank=0, zero_infinity=True)
+            lp.transpose(0, 1), labels, lengths, label_lengths, blank=0, zero_infinity=True)
+        if quiet is not None:
+            total = total - silence_blank * lp[..., 0][quiet].mean()
     return total
 
 
@@ -453,7 +466,7 @@ def train(cfg: TrainConfig, data=None, fresh: bool = False, progress: bool = Tru
         return rec
 
     def step(k: int, batch) -> tuple[float, dict]:
-        video, audio, mod, labels, lens = batch
+        video, audio, mod, labels, lens, padding = batch
         video = video.to(dev, non_blocking=True)
         if not cfg.visual_features:
             video = D.normalise(video)
@@ -466,7 +479,8 @@ def train(cfg: TrainConfig, data=None, fresh: bool = False, progress: bool = Tru
         with trainer.autocast(dev, cfg.precision):
             feats = model.features(video, audio, mod, skip_absent=True,
                                    visual_given=cfg.visual_features)
-            loss = ctc_loss(model, feats, labels.to(dev), lens.to(dev))
+            loss = ctc_loss(model, feats, labels.to(dev), lens.to(dev), padding.to(dev),
+                            cfg.silence_blank)
         gnorm = trainer.optimizer_step(loss, opt, model.parameters(), cfg.clip, avg, model, k)
         state["samples"] += cfg.batch
         return float(loss.detach()), {"gnorm": f"{gnorm:.1f}", "lr": f"{opt.param_groups[0]['lr']:.1e}"}

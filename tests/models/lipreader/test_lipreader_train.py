@@ -119,7 +119,7 @@ def test_augmented_batches_are_a_function_of_the_step(cache):
     for x, y in zip(a, b, strict=True):
         assert torch.equal(x, y)
     assert not torch.equal(a[0], c[0])
-    video, audio, mod, labels, lens = a
+    video, audio, mod, labels, lens, _ = a
     assert video.shape == (3, lr.WINDOW, lr.ROI, lr.ROI) and audio.shape == (3, lr.WINDOW * 640)
     assert {tuple(m) for m in mod.tolist()} <= {(1.0, 1.0), (1.0, 0.0), (0.0, 1.0)}
     assert int(lens.sum()) == len(labels) and float(audio.abs().max()) <= 1.0
@@ -127,7 +127,7 @@ def test_augmented_batches_are_a_function_of_the_step(cache):
 
 def test_audio_only_batches_and_features_skip_the_video(cache, tmp_path):
     cfg = T.TrainConfig(batch=3, modality="audio")
-    video, audio, mod, labels, lens = T.make_batch(cfg, cache["train"], 5)
+    video, audio, mod, labels, lens, _ = T.make_batch(cfg, cache["train"], 5)
     assert mod.tolist() == [[0.0, 1.0]] * 3 and int(video.abs().sum()) == 0
     assert float(audio.abs().max()) > 0.01 and int(lens.sum()) == len(labels)
     torch.manual_seed(0)
@@ -259,7 +259,7 @@ def test_training_writes_weights_and_record_and_resumes(bank, cache, tmp_path):
 def test_ctc_loss_falls_on_a_repeated_batch(cache):
     torch.manual_seed(0)
     model = lr.LipReader(lr.Dims.from_json({**TINY, "dropout": 0.0}))
-    video, audio, mod, labels, lens = T.make_batch(T.TrainConfig(batch=2), cache["train"], 0)
+    video, audio, mod, labels, lens, _ = T.make_batch(T.TrainConfig(batch=2), cache["train"], 0)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     losses = []
     for _ in range(20):
@@ -269,6 +269,48 @@ def test_ctc_loss_falls_on_a_repeated_batch(cache):
         opt.step()
         losses.append(float(loss.detach()))
     assert np.isfinite(losses).all() and losses[-1] < 0.6 * losses[0]
+
+
+def test_padding_frames_get_blank_with_the_silence_blank_loss(cache):
+    """The frames a window pads around its clip are marked, hold silence, and the
+    silence-blank loss (what CTC alone leaves free: when to emit) makes them blank."""
+    split = cache["train"]
+    rng = np.random.default_rng(3)
+    samples = [D.sample(split, i % len(split), rng) for i in range(3)]
+    video, audio, mod, labels, lens, pad = D.collate(samples, padding=True)
+    t = np.arange(lr.WINDOW)
+    for s, p in zip(samples, pad.numpy()):
+        np.testing.assert_array_equal(p, (t < s["lead"]) | (t >= s["lead"] + s["frames"]))
+    frames = audio.reshape(3, lr.WINDOW, lr.HOP_SAMPLES)
+    assert bool(pad.any()) and float(frames[pad].abs().max()) == 0.0
+    assert float(frames[~pad].abs().max()) > 0.01
+
+    torch.manual_seed(0)
+    start = lr.LipReader(lr.Dims.from_json({**TINY, "dropout": 0.0}))
+    feats = start.features(D.normalise(video), audio, mod)
+    plain = T.ctc_loss(start, feats, labels, lens)
+    extra = T.ctc_loss(start, feats, labels, lens, pad, 2.0) - plain
+    quiet = pad.repeat_interleave(lr.OUTPUTS_PER_FRAME, dim=1)
+    want = sum(-2.0 * start.decode_features(feats, r)[..., 0][quiet].mean() for r in lr.RATES)
+    torch.testing.assert_close(extra, want)
+
+    blank = {}
+    for weight in (0.0, 5.0):
+        model = lr.LipReader(start.dims)
+        model.load_state_dict(start.state_dict())
+        opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+        for _ in range(12):
+            loss = T.ctc_loss(model, model.features(D.normalise(video), audio, mod), labels,
+                              lens, pad, weight)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            lp = model.decode_features(model.features(D.normalise(video), audio, mod), 1)
+        blank[weight] = float(lp[..., 0][quiet].exp().mean())
+    assert blank[5.0] > blank[0.0] + 0.05, blank
+    with pytest.raises(T.AvedgeError, match="--silence-blank -1 weighs a loss"):
+        T.check_config(T.TrainConfig(silence_blank=-1))
 
 
 def test_wer_and_lexicon():
@@ -362,7 +404,7 @@ def test_visual_features_are_the_front_end_on_the_plain_rois(cache, monkeypatch)
     assert float(a.abs().max()) > 0.1
     torch.testing.assert_close(b[0, 2: n - 2], a[0, 2: n - 2], atol=2e-2, rtol=2e-2)
     cfg = T.TrainConfig(batch=3, visual_features=True)
-    video, _, mod, _, _ = T.make_batch(cfg, split, 7, visual=vf)
+    video, _, mod, _, _, _ = T.make_batch(cfg, split, 7, visual=vf)
     assert video.dtype == torch.float32 and video.shape == (3, lr.WINDOW, 16)
 
 
