@@ -106,7 +106,7 @@ class TrainConfig:
     # video steps at about the speed of audio-only ones; "mixed" modality only
     visual_features: bool = False
     # Weight of a loss that asks for blank on the frames a window pads around its clip
-    # (nothing is said there). CTC alone is indifferent to timing: the first readers
+    # (nothing is said there; -log p(blank) summed over them, per window). CTC alone is indifferent to timing: the first readers
     # emitted a sentence's first letter at frame 0 however late the speech began
     silence_blank: float = 1.0
     # Model dimensions, JSON of lipreader Dims names (default: the reference size)
@@ -347,7 +347,10 @@ def ctc_loss(model: lr.LipReader, feats: torch.Tensor, labels: torch.Tensor,
              label_lengths: torch.Tensor, padding: torch.Tensor | None = None,
              silence_blank: float = 0.0) -> torch.Tensor:
     """Sum over RATES of the CTC loss at that rate (the front-end features shared), plus
-    `silence_blank` x the mean -log p(blank) over the outputs of `padding` frames (B, T)."""
+    `silence_blank` x -log p(blank) summed over each window's outputs on its `padding`
+    frames (B, T), averaged over the windows. A sum, not a mean over the padded outputs:
+    the positional prior is one or two wrong outputs among a hundred blank ones, which a
+    mean dilutes (session 14: weight 1 as a mean left it in place)."""
     B, T = feats.shape[:2]
     lengths = torch.full((B,), T * lr.OUTPUTS_PER_FRAME, dtype=torch.int64)
     total = feats.new_zeros(())
@@ -359,7 +362,7 @@ def ctc_loss(model: lr.LipReader, feats: torch.Tensor, labels: torch.Tensor,
         total = total + torch.nn.functional.ctc_loss(
             lp.transpose(0, 1), labels, lengths, label_lengths, blank=0, zero_infinity=True)
         if quiet is not None:
-            total = total - silence_blank * lp[..., 0][quiet].mean()
+            total = total - silence_blank * (lp[..., 0] * quiet).sum() / B
     return total
 
 
