@@ -420,8 +420,10 @@ def sample(cache: SplitCache, i: int, rng: np.random.Generator | None,
     a, b, words = crop_range(u["words"], u["frames"], window, rng)
     lead = 0 if rng is None else int(rng.integers(window - (b - a) + 1))
     use_video = with_video and visual is None
+    # No frames at all when precomputed features stand in for them (the hot path of
+    # --visual-features: a black window would be built, padded and dropped per sample).
     video = (np.asarray(cache.video(i)[a:b]) if use_video
-             else np.zeros((b - a, ROI, ROI), np.uint8))
+             else np.zeros((b - a, 0) if visual is not None else (b - a, ROI, ROI), np.uint8))
     audio = cache.pcm(i)[a * HOP: b * HOP]
     if augment and rng is not None:
         if use_video:
