@@ -41,8 +41,11 @@ $(STAMP): pyproject.toml
 demo: setup
 	$(BIN)/avedge demo --out $(DEMO_OUT)
 
+# Test files are spread over TEST_WORKERS processes (a file stays on one worker, so its
+# module fixtures are built once); TEST_WORKERS=0 runs them in this process.
+TEST_WORKERS ?= 2
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 lint: setup
 	$(BIN)/ruff check .

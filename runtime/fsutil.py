@@ -14,6 +14,7 @@ any previous folder untouched.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -103,3 +104,19 @@ def staged_dir(out_dir: str | Path, marker: str = "manifest.json"):
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+@contextlib.contextmanager
+def build_lock(path: str | Path):
+    """Hold an exclusive lock named after `path` (a `.lock` sibling) while building it.
+
+    Caches shared between processes (two `avedge extract` runs, parallel test workers)
+    check for the result, build it and publish it under this lock, so a second process
+    waits and then reuses the first one's result instead of swapping a folder out from
+    under a reader or doing the same minutes of work again.
+    """
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    with open(p.with_name(f".{p.name}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield

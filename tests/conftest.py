@@ -47,3 +47,21 @@ def val_bank(tmp_path_factory):
     voicebank.build_bank(d, voices=small_bank_voices({"val": 2}), n_per_voice={"espeak": 2},
                          seed=0)
     return d
+
+
+def pytest_configure(config):
+    # Under pytest-xdist each worker gets one intra-op thread: two workers on two cores
+    # would otherwise run four threads and slow each other down. Tests that time or compare
+    # thread counts set their own.
+    import os
+
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        torch.set_num_threads(1)
+
+
+def pytest_collection_modifyitems(config, items):
+    # Workers take a file at a time: a file holding a minutes-long test (the demo) picked
+    # last would run alone at the end. Start those files first (a stable sort keeps every
+    # file's tests together and in order).
+    heavy = {item.path for item in items if item.get_closest_marker("minutes")}
+    items.sort(key=lambda item: item.path not in heavy)

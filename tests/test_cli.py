@@ -106,6 +106,7 @@ def test_info_and_bench_in_process(cpu_artifact, capsys):
     assert json.loads(capsys.readouterr().out)["backend"] == "executorch"
 
 
+@pytest.mark.minutes
 def test_demo_runs(tmp_path, capsys):
     from avedge.cli import main
 

@@ -41,6 +41,7 @@ def default_artifact(family: str, target: str = "cpu", weights: str | None = Non
     from avedge.api import export
     from avedge.models.registry import get_family
     from avedge.runtime.errors import AvedgeError
+    from avedge.runtime.fsutil import build_lock
     from avedge.runtime.manifest import FORMAT_VERSION
 
     w = Path(weights) if weights else get_family(family).weights["default"]
@@ -50,7 +51,9 @@ def default_artifact(family: str, target: str = "cpu", weights: str | None = Non
     digest = hashlib.sha256(w.read_bytes()).hexdigest()[:12]
     cache = Path.home() / ".cache" / "avedge" / "artifacts"
     out = cache / f"{family}-{target}-v{FORMAT_VERSION}-{digest}"
-    if not (out / "manifest.json").exists():
-        print(f"exporting {w.name} for target {target} once (cached at {out})", file=sys.stderr)
-        export(family, target, out, weights=str(w))
+    with build_lock(out):
+        if not (out / "manifest.json").exists():
+            print(f"exporting {w.name} for target {target} once (cached at {out})",
+                  file=sys.stderr)
+            export(family, target, out, weights=str(w))
     return out

@@ -73,16 +73,18 @@ def renderer_artifact(target: str = "cpu") -> Path:
     framing constants (it has no weights to hash)."""
     from avedge.api import export
     from avedge.models import face_renderer as FR
+    from avedge.runtime.fsutil import build_lock
     from avedge.runtime.manifest import FORMAT_VERSION
 
     h = hashlib.sha256(Path(FR.__file__).read_bytes())
     h.update(repr(sorted(FR.manifest_extra().items())).encode())
     out = (Path.home() / ".cache" / "avedge" / "artifacts"
            / f"{RENDER_FAMILY}-{target}-v{FORMAT_VERSION}-{h.hexdigest()[:12]}")
-    if not (out / "manifest.json").exists():
-        print(f"exporting the face renderer for target {target} once (cached at {out})",
-              file=sys.stderr)
-        export(RENDER_FAMILY, target, out)
+    with build_lock(out):
+        if not (out / "manifest.json").exists():
+            print(f"exporting the face renderer for target {target} once (cached at {out})",
+                  file=sys.stderr)
+            export(RENDER_FAMILY, target, out)
     return out
 
 

@@ -53,7 +53,7 @@ from avedge.models.corpus import text
 from avedge.models.corpus.mixtures import place
 from avedge.runtime.audio_io import SAMPLE_RATE, read_audio, resample
 from avedge.runtime.errors import AvedgeError
-from avedge.runtime.fsutil import atomic_path
+from avedge.runtime.fsutil import atomic_path, build_lock
 
 POCKETSPHINX_DIR = Path("/usr/share/pocketsphinx/test/data")
 KLETTRES_DIR = Path("/usr/share/klettres")
@@ -274,8 +274,9 @@ def _load(path: Path) -> list[Recording]:
 
 @functools.lru_cache(maxsize=2)
 def _recordings(path: Path) -> tuple[Recording, ...]:
-    if not path.is_file():
-        _save(_build(), path)
+    with build_lock(path):  # a second process waits for the first one's build
+        if not path.is_file():
+            _save(_build(), path)
     try:
         return tuple(_load(path))
     except (OSError, ValueError, KeyError) as exc:

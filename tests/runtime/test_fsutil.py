@@ -62,3 +62,31 @@ def test_written_files_get_the_umask_mode_not_mkstemps_0600(tmp_path):
         os.umask(old)
     for name in ("a.json", "b.bin"):
         assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o644
+
+
+def test_build_lock_makes_a_second_builder_wait_and_reuse_the_result(tmp_path):
+    import threading
+    import time
+
+    from avedge.runtime.fsutil import build_lock
+
+    target, log, inside = tmp_path / "cache" / "artifact", [], threading.Event()
+
+    def builder(name):
+        with build_lock(target):
+            inside.set()
+            if not target.exists():
+                log.append(f"{name} builds")
+                time.sleep(0.3)  # long enough for the other builder to arrive and wait
+                target.mkdir()
+            else:
+                log.append(f"{name} reuses")
+
+    first = threading.Thread(target=builder, args=("first",))
+    first.start()
+    inside.wait(5)
+    second = threading.Thread(target=builder, args=("second",))
+    second.start()
+    first.join(5)
+    second.join(5)
+    assert log == ["first builds", "second reuses"]
