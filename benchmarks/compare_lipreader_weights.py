@@ -2,7 +2,8 @@
 
 Scores A and B (eager fp32) on the same test-split windows (held-out voices and faces)
 per modality and token rate, clean and under babble, and on the held-out synthesizer
-(piper, never trained on): greedy CTC and the corpus-lexicon beam, as `avedge train
+(piper, never trained on): greedy CTC, the corpus-lexicon beam and the corpus-grammar
+beam (what `avedge lipread` reads with), as `avedge train
 lipreader --eval-only` scores them. Both see the very same windows, so the difference
 between A and B is the run's.
 
@@ -31,13 +32,16 @@ def windows(bank: str, n: int, babble_db: float, holdout: str) -> dict[str, list
 
 
 def score_all(model: lr.LipReader, sets: dict[str, list[dict]]) -> dict:
-    lex = D.corpus_lexicon()
+    from avedge.models.lipreader.lexicon import corpus_grammar
+    from avedge.runtime.decoding.grammar import Grammar
+
+    beams = {"lexicon": D.corpus_lexicon(), "grammar": Grammar.from_json(corpus_grammar())}
     out = {}
     for name, ws in sets.items():
         if name == "clean":
-            out[name] = T.score(model, ws, lr.RATES, ("video", "audio", "both"), lexicon=lex)
+            out[name] = T.score(model, ws, lr.RATES, ("video", "audio", "both"), **beams)
         else:  # video-only does not hear the babble; the held-out voice's face is seen
-            out[name] = T.score(model, ws, (1,), ("audio", "both"), lexicon=lex)
+            out[name] = T.score(model, ws, (1,), ("audio", "both"), **beams)
     return out
 
 
@@ -57,16 +61,18 @@ def main(argv=None) -> int:
     res = {"conditions": f"{args.n} windows per set: test split (held-out voices and faces), "
                          f"the same under babble of 4 other test voices at {args.babble_db:g} dB, "
                          f"the held-out synthesizer {args.holdout}; eager fp32; wer = greedy, "
-                         f"wer_lexicon = corpus-lexicon beam",
+                         f"wer_lexicon = corpus-lexicon beam, wer_grammar = corpus-grammar "
+                         f"beam (what `avedge lipread` reads with)",
            "a": {"weights": args.a, "scores": score_all(lr.load_weights(args.a), sets)},
            "b": {"weights": args.b, "scores": score_all(lr.load_weights(args.b), sets)}}
     for name in sets:
         for mod, rates in res["b"]["scores"][name].items():
             for rate, e in rates.items():
                 old = res["a"]["scores"][name][mod][rate]
-                print(f"{name:16s} {mod:6s} {rate}: WER (lexicon) {100 * old['wer_lexicon']:5.1f}"
-                      f" -> {100 * e['wer_lexicon']:5.1f} %  (greedy {100 * old['wer']:5.1f} -> "
-                      f"{100 * e['wer']:5.1f})")
+                print(f"{name:16s} {mod:6s} {rate}: WER (grammar) {100 * old['wer_grammar']:5.1f}"
+                      f" -> {100 * e['wer_grammar']:5.1f} %  (lexicon "
+                      f"{100 * old['wer_lexicon']:5.1f} -> {100 * e['wer_lexicon']:5.1f}, greedy "
+                      f"{100 * old['wer']:5.1f} -> {100 * e['wer']:5.1f})")
     if args.json:
         atomic_write_json(args.json, res, indent=1)
     else:

@@ -42,6 +42,11 @@ def videos(tmp_path_factory):
     (d / "empty.txt").write_text("\n")
     (d / "digits.txt").write_text("123 4 -- !!\n")
     (d / "words.txt").write_text("Bin\nBLUE green,  now\n")
+    (d / "grammar.json").write_text(json.dumps({"forms": [[
+        {"phrases": ["bin", "lay"]}, {"phrases": ["blue", "green"]},
+        {"phrases": ["now"], "optional": True}]]}))
+    (d / "notjson.json").write_text("bin blue now")
+    (d / "noforms.json").write_text('{"slots": []}')
     return {
         "av": av, "dir": d,
         "mute": write_video(d / "mute.mp4", f, 25),
@@ -120,8 +125,9 @@ def test_plain_output_is_the_text_then_one_line_of_costs(capsys, artifact, video
 
 def test_json_has_the_issue_keys(capsys, artifact, videos):
     r = as_json(capsys, artifact, videos["av"], "--rate", "4", "--greedy")
-    assert {"text", "words", "rate", "modality", "rtf", "ms", "frames",
+    assert {"text", "words", "rate", "modality", "constraint", "rtf", "ms", "frames",
             "frames_interpolated", "finder", "backend", "notes"} <= set(r)
+    assert r["constraint"] == "none"  # greedy
     assert (r["rate"], r["modality"], r["frames"]) == (4, "audio-visual", 30)
     assert set(r["ms"]) == {"decode", "face_roi", "model", "search"}
     assert all(set(w) == {"word", "start", "end"} and 0 <= w["start"] < w["end"] <= 1.2
@@ -175,8 +181,14 @@ def test_bad_options_are_refused_in_one_line(capsys, artifact, videos, cpu_artif
     assert "nothing to read" in refused(capsys, artifact, videos["av"], "--no-audio",
                                         "--video-off")
     assert "VIDEO" in refused(capsys, artifact)
-    assert "--greedy takes no lexicon" in refused(capsys, artifact, videos["av"], "--greedy",
-                                                  "--lexicon", videos["dir"] / "words.txt")
+    assert "--greedy takes no lexicon or grammar" in refused(
+        capsys, artifact, videos["av"], "--greedy", "--lexicon", videos["dir"] / "words.txt")
+    assert "--greedy takes no lexicon or grammar" in refused(
+        capsys, artifact, videos["av"], "--greedy", "--grammar", videos["dir"] / "grammar.json")
+    msg = refused(capsys, artifact, videos["av"], "--grammar", videos["dir"] / "notjson.json")
+    assert "notjson.json" in msg and "is not JSON" in msg
+    msg = refused(capsys, artifact, videos["av"], "--grammar", videos["dir"] / "noforms.json")
+    assert "non-empty list 'forms'" in msg and "accepted:" in msg
     for bad in ("empty.txt", "digits.txt"):
         msg = refused(capsys, artifact, videos["av"], "--lexicon", videos["dir"] / bad)
         assert bad in msg and "no usable word" in msg
@@ -188,6 +200,16 @@ def test_a_lexicon_file_replaces_the_artifacts(capsys, artifact, videos):
     assert all(w["word"] in {"bin", "blue", "green", "now"} for w in r["words"])
     free = as_json(capsys, artifact, videos["av"], "--no-lexicon")
     assert free["text"]
+
+
+def test_a_grammar_file_replaces_the_artifacts(capsys, artifact, videos):
+    from avedge.runtime.decoding.grammar import Grammar
+
+    g = Grammar.from_file(videos["dir"] / "grammar.json")
+    r = as_json(capsys, artifact, videos["av"], "--grammar", videos["dir"] / "grammar.json")
+    assert r["constraint"] == "grammar" and g.accepts(r["text"].split()), r["text"]
+    default = as_json(capsys, artifact, videos["av"])
+    assert default["constraint"] == "grammar" and not g.accepts(default["text"].split())
 
 
 def test_default_artifact_without_weights_names_them(tmp_path):

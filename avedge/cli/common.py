@@ -48,7 +48,11 @@ def default_artifact(family: str, target: str = "cpu", weights: str | None = Non
     if not w.is_file():
         raise AvedgeError(f"no {family} weights at {w}; train them "
                           f"(`avedge train {family}`) or pass --artifact DIR")
-    digest = hashlib.sha256(w.read_bytes()).hexdigest()[:12]
+    h = hashlib.sha256(w.read_bytes())
+    # What the manifest carries beside the weights (a lip reader's vocabulary, lexicon and
+    # grammar) is part of the key: a changed grammar re-exports.
+    h.update(json.dumps(get_family(family).manifest_extra(), sort_keys=True).encode())
+    digest = h.hexdigest()[:12]
     cache = Path.home() / ".cache" / "avedge" / "artifacts"
     out = cache / f"{family}-{target}-v{FORMAT_VERSION}-{digest}"
     with build_lock(out):

@@ -174,7 +174,7 @@ def lip_reading(ctx) -> None:
     A held-out voice and face say a GRID command; the shipped lip reader (one set of
     weights for video, audio or both) reads the mp4 through the runtime: decode, face and
     mouth tracking, 88x88 mouth ROIs, the model at the chosen token rate, CTC beam search
-    constrained to the corpus lexicon."""
+    kept to the corpus grammar."""
     import json
 
     import jiwer

@@ -1,5 +1,5 @@
 """avedge lipread VIDEO [--artifact DIR] [--audio WAV | --no-audio] [--video-off] [--rate 1|2|4]
-[--lexicon FILE | --no-lexicon] [--greedy] [--backend B] [--json]
+[--grammar FILE | --lexicon FILE | --no-lexicon] [--greedy] [--backend B] [--json]
 
 Read the words of a video: the mouth is tracked and cropped (88x88 grayscale at 25 fps),
 the audio comes from the video's own track (or --audio FILE), and one set of weights reads
@@ -17,15 +17,20 @@ trimmed or padded with silence to the video and the difference reported
 video only (said in `notes`). Refused with a one-line error (exit code 2): no face in the
 video (or lost in more than half the frames, naming them), a corrupt or truncated file,
 a token rate the artifact lacks, nothing to read (--no-audio with --video-off), an
-artifact that is not a lip reader, an empty lexicon file.
+artifact that is not a lip reader, an empty lexicon file, a grammar file that is not one.
 
-Lexicon: by default the beam search only emits the words the artifact ships (the corpus
-word list); --lexicon FILE replaces it (words separated by whitespace or newlines;
-lower-cased, letters and apostrophes kept), --no-lexicon searches characters freely,
---greedy takes the best label per frame (no lexicon).
+Constraint: by default the beam search only reads sentences of the grammar the artifact
+ships (the corpus's two sentence forms: the GRID command and subject-verb-object
+[place] [time]); when none fits the clip it reads the grammar's words in any order and
+says so. --grammar FILE takes your grammar instead (JSON: {"forms": [[{"phrases":
+["word", "two words", ...], "optional": false}, ...], ...]}: each form a sequence of
+slots, each slot a list of phrases); --lexicon FILE keeps to a word list in any order
+(words separated by whitespace or newlines; lower-cased, letters and apostrophes kept);
+--no-lexicon searches characters freely; --greedy takes the best label per frame (no
+constraint).
 
 --json prints: text, words [{word, start, end} in seconds], rate, modality
-("audio-visual" | "video" | "audio"), rtf (compute / clip duration), ms {decode,
+("audio-visual" | "video" | "audio"), constraint ("grammar" | "lexicon" | "none"), rtf (compute / clip duration), ms {decode,
 face_roi, model, search}, frames, frames_interpolated, finder, backend,
 audio_video_mismatch_s (audio minus video length, null without both), notes.
 """
@@ -56,7 +61,8 @@ def register(sub):
     p.add_argument("--rate", type=int, default=1,
                    help="token rate: 1, 2 or 4 (higher is cheaper; default 1)")
     lex = p.add_mutually_exclusive_group()
-    lex.add_argument("--lexicon", help="word list file replacing the artifact's")
+    lex.add_argument("--grammar", help="grammar file (JSON) replacing the artifact's")
+    lex.add_argument("--lexicon", help="word list file: its words in any order")
     lex.add_argument("--no-lexicon", action="store_true", help="free character search")
     p.add_argument("--greedy", action="store_true", help="greedy CTC instead of beam search")
     p.add_argument("--backend", help="backend (default: the artifact's first available)")
@@ -89,12 +95,18 @@ def run(args) -> int:
 
     if args.video is None and args.audio is None:
         raise InputError("give a VIDEO file, or --audio FILE to read audio only")
-    if args.greedy and args.lexicon:
-        raise InputError("--greedy takes no lexicon; drop --lexicon or --greedy")
+    if args.greedy and (args.lexicon or args.grammar):
+        raise InputError("--greedy takes no lexicon or grammar; drop --greedy or the "
+                         "constraint")
     if args.no_audio and args.video_off:
         raise InputError("nothing to read: --no-audio with --video-off turns off both the "
                          "audio and the video; keep at least one")
     lexicon = [] if args.no_lexicon else read_lexicon(args.lexicon) if args.lexicon else None
+    grammar = None
+    if args.grammar:
+        from avedge.runtime.decoding.grammar import Grammar
+
+        grammar = Grammar.from_file(args.grammar)
     if args.artifact:
         artifact = args.artifact
     else:
@@ -103,7 +115,7 @@ def run(args) -> int:
         artifact = default_artifact(FAMILY, "cpu")
     res = lipread(artifact, args.video, audio=args.audio, use_audio=not args.no_audio,
                   use_video=not args.video_off, rate=args.rate, lexicon=lexicon,
-                  beam=not args.greedy, backend=args.backend)
+                  grammar=grammar, beam=not args.greedy, backend=args.backend)
     if args.json:
         print_json(res)
         return 0

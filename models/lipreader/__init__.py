@@ -59,7 +59,7 @@ def compression_view(module: LipReader):
 
 
 def manifest_extra() -> dict:
-    from avedge.models.lipreader.lexicon import corpus_lexicon
+    from avedge.models.lipreader.lexicon import corpus_grammar, corpus_lexicon
     from avedge.models.lipreader.tokenizer import SEPARATOR, VOCAB
 
     return {"task": "lipread", "vocab": list(VOCAB), "separator": SEPARATOR,
@@ -67,7 +67,7 @@ def manifest_extra() -> dict:
             "sample_rate": SAMPLE_RATE, "hop_samples": HOP_SAMPLES,
             "window": WINDOW, "rates": {str(r): component_name(r) for r in RATES},
             "roi": ROI, "roi_mean": ROI_MEAN, "roi_std": ROI_STD,
-            "lexicon": corpus_lexicon()}
+            "lexicon": corpus_lexicon(), "grammar": corpus_grammar()}
 
 
 def measure(artifact_dir, n: int = 8, backend: str | None = None) -> dict:

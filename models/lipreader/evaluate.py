@@ -1,12 +1,12 @@
 """The lip reader's metric on an artifact (through the runtime) and on an eager module.
 
-Word error rate (lower is better) of video-only reading at token rate 1 with the corpus
-lexicon's beam search: the lip-reading job itself, and the condition compression hurts
+Word error rate (lower is better) of video-only reading at token rate 1 with the beam
+search kept to the corpus grammar (as `avedge lipread` reads): the lip-reading job itself, and the condition compression hurts
 first (audio makes the task easy). Items are whole GRID-grammar utterances of the voice
 bank's val split (held out of training; the test split stays for final scores), drawn by
 a fixed seed, windowed and padded as the runtime pads a clip. The artifact path is the
 task code users run (runtime/pipelines/lipread.py: run_windows, then the CTC beam with
-the artifact's lexicon); ROIs come from the bank's ROI cache (models/lipreader/data.py,
+the artifact's grammar); ROIs come from the bank's ROI cache (models/lipreader/data.py,
 built on first use), so the face tracker, the same for every recipe, is not in the loop.
 Without a voice bank (a fresh clone, CI) the value is null and "reason" says why.
 """
@@ -44,7 +44,7 @@ def eval_items(n: int, bank_dir=None, split: str = SPLIT, seed: int = SEED,
     windows = [D.sample(cache, fits[i], None) for i in pick]
     prov = {"bank": str(bank.root), "bank_seed": bank.info().get("seed"), "split": split,
             "kind": kind, "seed": seed, "n": len(windows),
-            "conditions": "video only, token rate 1, corpus-lexicon beam, clean, whole "
+            "conditions": "video only, token rate 1, corpus-grammar beam, clean, whole "
                           "utterances padded to the window"}
     return windows, prov
 
@@ -63,8 +63,7 @@ def _unavailable(exc: Exception) -> dict:
 
 def measure(artifact_dir, n: int = MEASURE_N, backend: str | None = None) -> dict:
     """WER (%) of an exported lip reader through the runtime on n val utterances."""
-    from avedge.runtime.decoding import ctc
-    from avedge.runtime.pipelines.lipread import open_rate, run_windows, window_hop
+    from avedge.runtime.pipelines.lipread import open_rate, run_windows, search, window_hop
     from avedge.runtime.vision.roi import normalize
 
     try:
@@ -82,8 +81,7 @@ def measure(artifact_dir, n: int = MEASURE_N, backend: str | None = None) -> dic
                          window, hop, int(extra["hop_samples"]))
         k = len(lp) // len(video)  # CTC frames per video frame
         lp = lp[k * w["lead"]: k * (w["lead"] + w["frames"])]
-        hyps.append(ctc.beam(lp, list(extra["vocab"]), lexicon=list(extra["lexicon"]),
-                             separator=extra["separator"]).text)
+        hyps.append(search(lp, extra, 1.0)[0].text)  # the task's search (times unused)
         refs.append(" ".join(w["words"]))
     prov = {**prov, "backend": session.backend}
     return _result(refs, hyps, prov)
@@ -91,11 +89,10 @@ def measure(artifact_dir, n: int = MEASURE_N, backend: str | None = None) -> dic
 
 def score_module(module, n: int = MEASURE_N) -> dict:
     """The same WER on the eager module (its rate-1 graph), for sensitivity tables."""
-    from avedge.models.lipreader.lexicon import corpus_lexicon
+    from avedge.models.lipreader import manifest_extra
     from avedge.models.lipreader.model import AtRate
-    from avedge.models.lipreader.tokenizer import VOCAB
     from avedge.models.lipreader.train import log_probs
-    from avedge.runtime.decoding import ctc
+    from avedge.runtime.pipelines.lipread import search
 
     try:
         windows, prov = eval_items(n)
@@ -103,6 +100,6 @@ def score_module(module, n: int = MEASURE_N) -> dict:
         return _unavailable(exc)
     model = module.model if isinstance(module, AtRate) else module
     lps = log_probs(model, windows, MODALITY, (RATE,))[RATE]
-    lexicon = corpus_lexicon()
-    hyps = [ctc.beam(lp, list(VOCAB), lexicon=lexicon).text for lp in lps]
+    extra = manifest_extra()  # what an export of it would carry: the same search
+    hyps = [search(lp, extra, 1.0)[0].text for lp in lps]
     return _result([" ".join(w["words"]) for w in windows], hyps, {**prov, "backend": "eager"})

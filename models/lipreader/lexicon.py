@@ -1,8 +1,10 @@
-"""The word list the lip reader's lexicon decoder is constrained to by default: every word
-of the corpus grammar (GRID commands) and of its free sentences (models/corpus/text.py).
+"""The lip reader's decoding constraints from the corpus (models/corpus/text.py): the word
+list (every word of the GRID commands and of the free sentences) and the grammar (the two
+sentence forms, slot by slot: runtime/decoding/grammar.py).
 
-It ships in each exported artifact's manifest (extra.lexicon), so the runtime needs no
-models/ import; `avedge lipread --lexicon FILE` replaces it with a user's word list.
+Both ship in each exported artifact's manifest (extra.lexicon, extra.grammar), so the
+runtime needs no models/ import; `avedge lipread --lexicon FILE` / `--grammar FILE`
+replace them with a user's.
 """
 
 from __future__ import annotations
@@ -20,3 +22,16 @@ def corpus_lexicon() -> list[str]:
 def grid_lexicon() -> list[str]:
     """The 51 GRID words only (the grammar of the lip-reading sentences)."""
     return sorted({normalize(w) for slot in text.GRID_SLOTS for w in slot})
+
+
+def corpus_grammar() -> dict:
+    """The corpus's sentence forms as grammar JSON: the GRID command (six slots) and the
+    free sentence (subject verb object, then an optional place and an optional time)."""
+    def slot(phrases, optional=False):
+        return {"phrases": list(dict.fromkeys(normalize(p) for p in phrases)),
+                "optional": optional}
+
+    grid = [slot(s) for s in text.GRID_SLOTS]
+    free = [slot(text.SUBJECTS), slot(text.VERBS), slot(text.OBJECTS),
+            slot(text.PLACES, optional=True), slot(text.TIMES, optional=True)]
+    return {"forms": [grid, free]}

@@ -321,8 +321,11 @@ def log_probs(model: lr.LipReader, windows: list[dict], modality, rates,
 
 
 def score(model: lr.LipReader, windows: list[dict], rates=EVAL_RATES,
-          modalities=tuple(MODALITY_NAMES), lexicon: list[str] | None = None) -> dict:
-    """{modality: {"rate<r>": {"wer": greedy WER[, "wer_lexicon": beam WER]}}}."""
+          modalities=tuple(MODALITY_NAMES), lexicon: list[str] | None = None,
+          grammar=None) -> dict:
+    """{modality: {"rate<r>": {"wer": greedy WER[, "wer_lexicon": word-list beam WER]
+    [, "wer_grammar": grammar beam WER]}}}; a window no grammar sentence fits (a window
+    cut from a longer sentence) is read with the grammar's words, as the task does."""
     from avedge.runtime.decoding import ctc
 
     vocab = list(tokenizer.VOCAB)
@@ -337,6 +340,14 @@ def score(model: lr.LipReader, windows: list[dict], rates=EVAL_RATES,
             if lexicon is not None:
                 beam = [ctc.beam(lp, vocab, lexicon=lexicon).text for lp in lps[r]]
                 entry["wer_lexicon"] = round(wer(refs, beam), 4)
+            if grammar is not None:
+                hyps = []
+                for lp in lps[r]:
+                    d = ctc.constrained(lp, vocab, grammar)
+                    if d.alignment is None:
+                        d = ctc.beam(lp, vocab, lexicon=grammar.words())
+                    hyps.append(d.text)
+                entry["wer_grammar"] = round(wer(refs, hyps), 4)
             res[name][f"rate{r}"] = entry
     return res
 
@@ -523,22 +534,25 @@ def train(cfg: TrainConfig, data=None, fresh: bool = False, progress: bool = Tru
 
 def final_eval(cfg: TrainConfig, n: int = 200, data=None, log=print) -> dict:
     """Test split (held-out voices and faces): WER per modality and rate, clean and
-    under babble, greedy and with the corpus lexicon's beam; written into the record."""
+    under babble, greedy and with the corpus lexicon's and grammar's beams; written into
+    the record."""
+    from avedge.models.lipreader.lexicon import corpus_grammar
+    from avedge.runtime.decoding.grammar import Grammar
+
     out, rec_path, _ = cfg.paths()
     data = data or CacheData(cfg, log)
     test = data.split("test")
     model = lr.load_weights(out)
     windows = eval_windows(test, n)
-    lexicon = D.corpus_lexicon()
-    res = {"clean": score(model, windows, lr.RATES, lexicon=lexicon)}
+    beams = {"lexicon": D.corpus_lexicon(), "grammar": Grammar.from_json(corpus_grammar())}
+    res = {"clean": score(model, windows, lr.RATES, **beams)}
     for snr in BABBLE_DB:  # video-only does not hear the babble: scored clean only
         res[f"babble_{snr:g}db"] = score(model, with_babble(test, windows, snr), lr.RATES,
-                                         ("audio", "both"), lexicon=lexicon)
+                                         ("audio", "both"), **beams)
     if cfg.holdout_synth:  # the synthesizer training never heard, from the train split
         held = eval_windows(only_synth(data.split("train"), cfg.holdout_synth), n)
         if held:
-            res[f"heldout_synth_{cfg.holdout_synth}"] = score(model, held, lr.RATES,
-                                                              lexicon=lexicon)
+            res[f"heldout_synth_{cfg.holdout_synth}"] = score(model, held, lr.RATES, **beams)
     res["conditions"] = (f"{len(windows)} test-split windows (held-out voices and faces), "
                          f"<= {lr.WINDOW} frames, whole utterances or word-bounded crops, "
                          f"no augmentation; babble = 4 other test voices; eager fp32")

@@ -1,4 +1,5 @@
-"""CTC decoding over a character vocabulary: greedy, and beam search through flashlight-text.
+"""CTC decoding over a character vocabulary: greedy, beam search through flashlight-text, and
+the best sentence of a grammar.
 
     >>> from avedge.runtime.decoding import greedy, beam                 # doctest: +SKIP
     >>> vocab = ["<blank>", "|", *"abcdefghijklmnopqrstuvwxyz'"]   # index 0 is the blank
@@ -20,7 +21,8 @@ word lies, within a frame or two of where it was spoken.
 
 With a lexicon, flashlight-text's LexiconDecoder only emits words of the list (a trie of
 their spellings); without one, its LexiconFreeDecoder searches character sequences. No
-language model is used (ZeroLM): the wheel is used without kenlm.
+language model is used (ZeroLM): the wheel is used without kenlm. `constrained` reads
+the best whole sentence of a grammar (runtime/decoding/grammar.py) exactly, by Viterbi.
 """
 
 from __future__ import annotations
@@ -55,8 +57,9 @@ def greedy(log_probs, vocab: list[str], *, separator: str = "|", fps: float = 25
 def beam(log_probs, vocab: list[str], *, beam_width: int = DEFAULT_BEAM_WIDTH,
          lexicon: list[str] | None = None, separator: str = "|",
          fps: float = 25.0) -> Decoded:
-    """Beam search; with `lexicon` (a word list, e.g. the corpus grammar's or the user's)
-    the output is made of those words only."""
+    """Beam search; with `lexicon` (a word list, e.g. the corpus's or the user's) the output
+    is made of those words only. When no sequence of the lexicon's words fits the frames,
+    the result is empty and its `alignment` None."""
     lp = _check(log_probs, vocab, separator, fps)
     if int(beam_width) < 1:
         raise InputError(f"beam_width must be a positive integer, got {beam_width!r}")
@@ -79,6 +82,26 @@ def beam(log_probs, vocab: list[str], *, beam_width: int = DEFAULT_BEAM_WIDTH,
         else:  # should not happen; keep the decoder's words, timings unknown
             words = [{"word": t, "start_s": None, "end_s": None} for t in chosen]
     return Decoded(" ".join(w["word"] for w in words), words, float(best.score), path)
+
+
+def constrained(log_probs, vocab: list[str], grammar, *, separator: str = "|",
+                fps: float = 25.0) -> Decoded:
+    """The best whole sentence of `grammar` (runtime/decoding/grammar.py) for these frames,
+    exactly (Viterbi over the grammar's CTC graph); empty with `alignment` None when the
+    clip is too short for any sentence."""
+    lp = _check(log_probs, vocab, separator, fps)
+    path, score = _graph(grammar, tuple(vocab), separator).best_path(lp)
+    if path is None:
+        return Decoded("", [], float("-inf"), None)
+    words = _words_from_path(path, vocab, separator, fps)
+    return Decoded(" ".join(w["word"] for w in words), words, score, path)
+
+
+@lru_cache(maxsize=4)
+def _graph(grammar, vocab: tuple, separator: str):
+    from avedge.runtime.decoding.grammar import CtcGraph
+
+    return CtcGraph(grammar, list(vocab), separator)
 
 
 def _check(log_probs, vocab, separator: str, fps: float) -> np.ndarray:

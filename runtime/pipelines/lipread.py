@@ -8,7 +8,8 @@
 Stages, each timed (`ms`): decode (read_video: frames resampled to the artifact's fps,
 the file's audio track resampled to its sample rate; or an audio file), face_roi
 (track_mouth, crop_rois, normalize with the manifest's roi_mean/roi_std), model (the
-chosen rate's graph over fixed windows), search (CTC beam with a lexicon, or greedy).
+chosen rate's graph over fixed windows), search (CTC beam kept to the artifact's grammar or
+a word list, or greedy).
 
 Windows: every graph takes exactly `window` frames. A shorter clip is padded with its last
 frame repeated and silent audio (what training does); a longer one is read in overlapping
@@ -199,15 +200,74 @@ def frame_ranges(frames: list[int], most: int = 6) -> str:
     return "frames " + ", ".join(parts) + more
 
 
+def search_grammar(grammar, lexicon, extra: dict):
+    """The grammar the beam search keeps to: the user's (a Grammar or its JSON), else the
+    artifact's when no word list was asked for, else None."""
+    from avedge.runtime.decoding.grammar import Grammar
+
+    if isinstance(grammar, Grammar):
+        return grammar
+    if grammar is not None:
+        return Grammar.from_json(grammar)
+    if lexicon is None and extra.get("grammar"):
+        try:
+            return Grammar.from_json(extra["grammar"])
+        except InputError as exc:
+            raise ArtifactError(f"the artifact's grammar is malformed ({exc}); re-export "
+                                f"it") from None
+    return None
+
+
+def search(log_probs, extra: dict, out_fps: float, *, lexicon=None, grammar=None,
+           beam: bool = True):
+    """The task's search over a clip's (T, V) log-probs -> (Decoded, constraint, notes):
+    the constraint rules of `lipread` (the artifact's grammar by default)."""
+    from avedge.runtime.decoding import ctc
+
+    vocab, sep, notes = list(extra["vocab"]), extra["separator"], []
+    constraint = "none"
+    if beam:
+        gram = search_grammar(grammar, lexicon, extra)
+        words = None
+        if gram is not None:
+            constraint = "grammar"
+            decoded = ctc.constrained(log_probs, vocab, gram, separator=sep, fps=out_fps)
+            if decoded.alignment is None:
+                notes.append("the clip is too short for any sentence of the grammar: read "
+                             "with its words in any order instead")
+                words = gram.words()
+        else:
+            words = extra.get("lexicon") if lexicon is None else lexicon
+        if words:
+            constraint = "lexicon"
+            decoded = ctc.beam(log_probs, vocab, lexicon=list(words), separator=sep,
+                               fps=out_fps)
+            if decoded.alignment is None:
+                notes.append("no sequence of lexicon words fits this clip; try without a "
+                             "lexicon")
+        elif gram is None:
+            decoded = ctc.beam(log_probs, vocab, separator=sep, fps=out_fps)
+    else:
+        if lexicon or grammar is not None:
+            notes.append("greedy decoding ignores the lexicon and the grammar")
+        decoded = ctc.greedy(log_probs, vocab, separator=sep, fps=out_fps)
+    return decoded, constraint, notes
+
+
 # ----------------------------------------------------------------------------- the task
 
 def lipread(artifact_or_pipeline, video_path=None, *, audio=None, use_audio: bool = True,
             use_video: bool = True, rate: int = 1, lexicon: list[str] | None = None,
-            beam: bool = True, backend: str | None = None) -> dict:
-    """Read the words of a clip. `lexicon`: None = the artifact's word list, [] = no lexicon
-    (free character search), a list = only those words; `beam=False`: greedy CTC (no
-    lexicon). Returns the result dict described in the module docstring and `avedge
-    lipread --help`."""
+            grammar=None, beam: bool = True, backend: str | None = None) -> dict:
+    """Read the words of a clip. The beam's constraint (`constraint` in the result): by
+    default the artifact's grammar (a sentence of its forms), or its word list when it
+    ships no grammar; `grammar` (a Grammar or its JSON dict) = a user's grammar; `lexicon`
+    a list = only those words, in any order; [] = none (free character search);
+    `beam=False`: greedy CTC (no constraint). Returns the result dict described in the
+    module docstring and `avedge lipread --help`."""
+    if grammar is not None and lexicon is not None:
+        raise InputError("give a grammar or a lexicon, not both (a grammar's words are its "
+                         "lexicon)")
     if not use_video and not use_audio:
         raise InputError("nothing to read: the video is off (--video-off) and the audio "
                          "is off (--no-audio); keep at least one")
@@ -285,21 +345,11 @@ def lipread(artifact_or_pipeline, video_path=None, *, audio=None, use_audio: boo
     ms["model"] = (time.perf_counter() - t0) * 1e3
 
     # search
-    from avedge.runtime.decoding import ctc
-
     t0 = time.perf_counter()
-    vocab, sep = list(extra["vocab"]), extra["separator"]
     out_fps = fps * len(log_probs) / n  # the CTC frame rate (50 Hz for the shipped model)
-    if beam:
-        words = extra.get("lexicon") if lexicon is None else lexicon
-        decoded = ctc.beam(log_probs, vocab, lexicon=list(words) if words else None,
-                           separator=sep, fps=out_fps)
-        if decoded.alignment is None:
-            notes.append("no sequence of lexicon words fits this clip; try without a lexicon")
-    else:
-        if lexicon:
-            notes.append("greedy decoding ignores the lexicon")
-        decoded = ctc.greedy(log_probs, vocab, separator=sep, fps=out_fps)
+    decoded, constraint, said = search(log_probs, extra, out_fps, lexicon=lexicon,
+                                       grammar=grammar, beam=beam)
+    notes += said
     ms["search"] = (time.perf_counter() - t0) * 1e3
 
     modality = {(1, 1): "audio-visual", (1, 0): "video", (0, 1): "audio"}[
@@ -310,6 +360,7 @@ def lipread(artifact_or_pipeline, video_path=None, *, audio=None, use_audio: boo
                   for w in decoded.words],
         "rate": int(rate),
         "modality": modality,
+        "constraint": constraint,
         "rtf": round(sum(ms.values()) / 1e3 / (n / fps), 4),
         "ms": {k: round(v, 2) for k, v in ms.items()},
         "frames": int(n),

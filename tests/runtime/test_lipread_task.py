@@ -243,6 +243,54 @@ def test_lexicon_constrains_the_beam(artifact, clip):
     assert free["text"] and set(free["text"].split()) - set(words)
 
 
+def test_the_artifacts_grammar_is_the_default_and_a_word_list_or_none_replace_it():
+    import importlib.util
+    from pathlib import Path
+
+    from avedge.models.lipreader import manifest_extra
+
+    spec = importlib.util.spec_from_file_location(
+        "ctc_helpers", Path(__file__).parent / "test_ctc_decoding.py")
+    helpers = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(helpers)
+    extra = {**manifest_extra(), "vocab": helpers.VOCAB, "separator": "|"}
+    # A GRID command, read as it is; then the same words in an order no sentence of the
+    # corpus has: the grammar reads a sentence, the word list and the free search do not.
+    lp, _ = helpers.synth("place red at b four soon")
+    d, constraint, notes = L.search(lp, extra, 50.0)
+    assert (d.text, constraint, notes) == ("place red at b four soon", "grammar", [])
+    lp, _ = helpers.synth("soon four b at red place")
+    d, constraint, notes = L.search(lp, extra, 50.0)
+    assert constraint == "grammar" and d.text != "soon four b at red place"
+    d, constraint, _ = L.search(lp, extra, 50.0, lexicon=extra["lexicon"])
+    assert (d.text, constraint) == ("soon four b at red place", "lexicon")
+    d, constraint, _ = L.search(lp, extra, 50.0, lexicon=[])
+    assert (d.text, constraint) == ("soon four b at red place", "none")
+    # Too short for any sentence: read with the grammar's words, and said so.
+    d, constraint, notes = L.search(lp[:12], extra, 50.0)
+    assert constraint == "lexicon" and "too short for any sentence of the grammar" in notes[0]
+    # An artifact exported before grammars shipped: its word list.
+    old = {k: v for k, v in extra.items() if k != "grammar"}
+    assert L.search(lp, old, 50.0)[1] == "lexicon"
+    with pytest.raises(ArtifactError, match="grammar is malformed"):
+        L.search(lp, {**extra, "grammar": {"forms": "bin"}}, 50.0)
+
+
+def test_an_exported_lip_reader_carries_the_corpus_grammar(artifact, clip):
+    from avedge.runtime.decoding.grammar import Grammar
+
+    _, extra = L.open_rate(artifact, 1, BACKEND)
+    g = Grammar.from_json(extra["grammar"])
+    assert g.accepts("bin blue at f two now".split())
+    assert set(g.words()) == set(extra["lexicon"])
+    res = L.lipread(artifact, clip["av"], backend=BACKEND)
+    assert res["constraint"] in ("grammar", "lexicon")
+    if res["constraint"] == "grammar":  # an untrained model: it may read no sentence
+        assert g.accepts(res["text"].split())
+    with pytest.raises(InputError, match="a grammar or a lexicon, not both"):
+        L.lipread(artifact, clip["av"], lexicon=["bin"], grammar=extra["grammar"])
+
+
 def test_bad_requests_are_refused_in_one_line(artifact, clip, cpu_artifact):
     with pytest.raises(InputError, match=r"token rate 3 .*1, 2, 4"):
         L.lipread(artifact, clip["av"], rate=3, backend=BACKEND)

@@ -251,7 +251,7 @@ def test_training_writes_weights_and_record_and_resumes(bank, cache, tmp_path):
     assert set(res["clean"]["both"]) == {f"rate{r}" for r in lr.RATES}
     assert set(res["babble_-5db"]) == {"audio", "both"}
     entry = res["babble_0db"]["both"]["rate2"]
-    assert 0.0 <= entry["wer"] and 0.0 <= entry["wer_lexicon"]
+    assert 0.0 <= entry["wer"] and 0.0 <= entry["wer_lexicon"] and 0.0 <= entry["wer_grammar"]
     saved = json.loads(out.with_suffix(".json").read_text())
     assert saved["eval"]["clean"] == res["clean"] and saved["steps"] == 5
 
