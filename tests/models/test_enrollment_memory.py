@@ -100,8 +100,9 @@ def test_streaming_with_memory_equals_whole_utterance():
 
 @pytest.mark.parametrize("backend", ["executorch", "onnxruntime"])
 def test_exported_memory_model_streams_in_the_runtime_as_in_eager(tmp_path, backend):
-    from avedge.api import export
     from avedge.runtime.pipelines.extraction import Extraction
+
+    from avedge.api import export
 
     m = random_model(MEM)
     out = tmp_path / "mem-cpu"
@@ -142,8 +143,8 @@ def test_macs_count_the_memory_attentions():
 
 def test_training_warm_starts_a_memory_model_from_plain_weights(tmp_path):
     data = ToneVoices()
-    cfg = dict(corpus="unused", batch=4, seconds=1.0, lr=3e-3, warmup=2, eval_every=100,
-               eval_n=4, threads=1, holdout_synth=None)
+    cfg = {"corpus": "unused", "batch": 4, "seconds": 1.0, "lr": 3e-3, "warmup": 2,
+           "eval_every": 100, "eval_n": 4, "threads": 1, "holdout_synth": None}
     base = tr.TrainConfig(out=str(tmp_path / "plain.safetensors"), steps=4,
                           dims=asdict(PLAIN), **cfg)
     tr.train(base, data=data, progress=False, log=lambda *a: None)

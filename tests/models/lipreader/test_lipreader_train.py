@@ -405,7 +405,7 @@ def test_visual_features_are_the_front_end_on_the_plain_rois(cache, monkeypatch)
     assert float(a.abs().max()) > 0.1
     torch.testing.assert_close(b[0, 2: n - 2], a[0, 2: n - 2], atol=2e-2, rtol=2e-2)
     cfg = T.TrainConfig(batch=3, visual_features=True)
-    video, _, mod, _, _, _ = T.make_batch(cfg, split, 7, visual=vf)
+    video, _, _, _, _, _ = T.make_batch(cfg, split, 7, visual=vf)
     assert video.dtype == torch.float32 and video.shape == (3, lr.WINDOW, 16)
 
 
