@@ -134,35 +134,21 @@ def _group_words(text: str, events):
 
 
 def _forked(fn, *args):
-    """Run fn(*args) in a child forked from this process and return its result.
+    """Run fn(*args) in a fresh child process and return its result.
 
     libespeak-ng keeps state between calls (pitch flutter counters, wave generator
     phase, libc rand()), so the same call gives slightly different samples each time
     in one process, yet identical samples as the first synthesis of a fresh process.
-    This process never synthesizes (only initialises), so every forked child starts
-    from the same state and the bank is byte-reproducible. A fork costs ~5 ms.
+    Every call therefore synthesizes in a fresh fork, and the bank is byte-reproducible.
+    The forks come from a clean helper process (fork_server.py: forking this process
+    could deadlock once it has other threads). ~35 ms a call.
     """
-    import os
-    import pickle
+    from avedge.models.corpus.fork_server import ForkedCallFailed, run_forked
 
-    EspeakEngine.get()  # initialise once in the parent, before forking
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child
-        try:
-            os.close(r)
-            data = pickle.dumps(fn(*args))
-            with os.fdopen(w, "wb") as f:
-                f.write(data)
-        finally:
-            os._exit(0)
-    os.close(w)
-    with os.fdopen(r, "rb") as f:
-        data = f.read()
-    os.waitpid(pid, 0)
-    if not data:
-        raise AvedgeError(f"espeak-ng synthesis failed for {args[:2]!r}")
-    return pickle.loads(data)
+    try:
+        return run_forked(fn, *args)
+    except ForkedCallFailed:
+        raise AvedgeError(f"espeak-ng synthesis failed for {args[:2]!r}") from None
 
 
 def synthesize(text: str, voice: str = "en-us", rate: int = 160, pitch: int = 50,
