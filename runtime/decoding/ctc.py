@@ -85,12 +85,13 @@ def beam(log_probs, vocab: list[str], *, beam_width: int = DEFAULT_BEAM_WIDTH,
 
 
 def constrained(log_probs, vocab: list[str], grammar, *, separator: str = "|",
-                fps: float = 25.0) -> Decoded:
-    """The best whole sentence of `grammar` (runtime/decoding/grammar.py) for these frames,
-    exactly (Viterbi over the grammar's CTC graph); empty with `alignment` None when the
-    clip is too short for any sentence."""
+                fps: float = 25.0, several: bool = True) -> Decoded:
+    """The best whole sentences of `grammar` (runtime/decoding/grammar.py) for these frames,
+    one or more in a row (`several=False`: exactly one), exactly (Viterbi over the
+    grammar's CTC graph); empty with `alignment` None when the clip is too short for any
+    sentence."""
     lp = _check(log_probs, vocab, separator, fps)
-    path, score = _graph(grammar, tuple(vocab), separator).best_path(lp)
+    path, score = _graph(grammar, tuple(vocab), separator, several).best_path(lp)
     if path is None:
         return Decoded("", [], float("-inf"), None)
     words = _words_from_path(path, vocab, separator, fps)
@@ -98,10 +99,10 @@ def constrained(log_probs, vocab: list[str], grammar, *, separator: str = "|",
 
 
 @lru_cache(maxsize=4)
-def _graph(grammar, vocab: tuple, separator: str):
+def _graph(grammar, vocab: tuple, separator: str, several: bool):
     from avedge.runtime.decoding.grammar import CtcGraph
 
-    return CtcGraph(grammar, list(vocab), separator)
+    return CtcGraph(grammar, list(vocab), separator, several)
 
 
 def _check(log_probs, vocab, separator: str, fps: float) -> np.ndarray:

@@ -16,8 +16,8 @@ manifest (`extra.grammar`); `avedge lipread --grammar FILE` takes a user's.
 Decoding with a grammar (runtime/decoding/ctc.py `constrained`) is exact: the grammar is
 spelled out into a CTC graph (`CtcGraph`: a state per letter of every phrase, per
 separator and per gap between labels) and the single best path through it over all the
-frames is found by Viterbi, so the result is always a whole sentence of the grammar, or
-nothing when the clip is too short for any. A beam search with the grammar as its language
+frames is found by Viterbi, so the result is always whole sentences of the grammar (one
+or more, one after another), or nothing when the clip is too short for any. A beam search with the grammar as its language
 model (flashlight-text's decoders) was tried first: it scores a word only once it is
 complete and keeps the cheapest incomplete readings, so on lips alone most clips ended
 mid-sentence with no sentence left in the beam.
@@ -154,13 +154,14 @@ class Automaton:
 
 
 class CtcGraph:
-    """The grammar spelled out for CTC: every path through it is a sentence of the grammar,
-    frame by frame. States are character states (one per letter of every phrase's
+    """The grammar spelled out for CTC: every path through it is one or more sentences of
+    the grammar (a long clip holds several), frame by frame. States are character states (one per letter of every phrase's
     spelling, and one per separator between words: each emits its label, repeating it as
     long as it likes) and blank states (one per position between labels). A letter may
     follow the same letter only through a blank, as CTC collapses repeats."""
 
-    def __init__(self, grammar: Grammar, vocab: list[str], separator: str):
+    def __init__(self, grammar: Grammar, vocab: list[str], separator: str,
+                 several: bool = True):
         index = {c: i for i, c in enumerate(vocab)}
         letters = set(vocab[1:]) - {separator}
         for w in grammar.words():
@@ -194,11 +195,14 @@ class CtcGraph:
                         seen.add(r)
                         todo.append(r)
             # a finished word, then the separator, then the next word
+        finals = {n for key, n in nodes.items() if key[0] in ("B", "E")
+                  and words.accepting(words.closure({key[1]}))}
+        root = nodes[("B", 0)]
         for key, n in list(nodes.items()):
             if key[0] == "E":
                 arcs.append((n, node(("B", key[1])), index[separator]))
-        finals = {n for key, n in nodes.items() if key[0] in ("B", "E")
-                  and words.accepting(words.closure({key[1]}))}
+                if several and n in finals:  # a clip may hold several sentences in a row
+                    arcs.append((n, root, index[separator]))
         n_arcs, n_nodes = len(arcs), len(nodes)
         # State s < n_arcs: the letter of arc s; state n_arcs + v: blank at node v.
         self.labels = np.array([a[2] for a in arcs] + [0] * n_nodes, np.int64)
@@ -213,7 +217,6 @@ class CtcGraph:
         width = max(len(p) for p in preds)
         dead = len(preds)  # an extra state that is never reachable pads the lists
         self.preds = np.array([p + [dead] * (width - len(p)) for p in preds], np.int64)
-        root = nodes[("B", 0)]
         self.starts = np.array([n_arcs + root] + [a for a, (src, _, _) in enumerate(arcs)
                                                   if src == root], np.int64)
         self.ends = np.array([a for a, (_, dst, _) in enumerate(arcs) if dst in finals]

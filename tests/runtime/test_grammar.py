@@ -82,9 +82,12 @@ def test_the_grammar_reads_a_sentence_where_the_word_list_reads_nonsense():
     # The frames say "blue bin now": every word is in the list, the order is not a command.
     lp, _ = synth("blue bin now")
     assert beam(lp, VOCAB, lexicon=g.words()).text == "blue bin now"
-    # With the grammar the frames must be read as a command: the closest one.
-    d = constrained(lp, VOCAB, g)
+    # With the grammar the frames must be read as a command: the closest one (or, when
+    # several sentences may follow one another, the closest run of commands).
+    d = constrained(lp, VOCAB, g, several=False)
     assert g.accepts(d.text.split()) and d.text != "blue bin now"
+    runs = constrained(lp, VOCAB, g).text.split()
+    assert runs != d.text.split() and runs[:2] == ["bin", "blue"]
     # Too few frames for any sentence of the grammar (the shortest is two words, 7 letters
     # and a separator): nothing fits, and the result says so.
     short = lp[:5]
@@ -96,7 +99,7 @@ def test_the_grammar_reads_a_sentence_where_the_word_list_reads_nonsense():
     g = Grammar.from_json({"forms": [[{"phrases": ["bin", "green"]},
                                       {"phrases": ["blue", "lay"]}, {"phrases": ["now"]}]]})
     lp, _ = synth("blue bin now")
-    d = constrained(lp, VOCAB, g)
+    d = constrained(lp, VOCAB, g, several=False)
     assert d.text == "bin blue now"
     assert [w["word"] for w in d.words] == ["bin", "blue", "now"]
     assert all(w["start_s"] is not None and w["end_s"] > w["start_s"] for w in d.words)
@@ -116,8 +119,8 @@ def test_the_grammar_decoder_finds_the_best_sentence_exactly():
         alone = {}
         for words in itertools.product(*slots):
             one = Grammar.from_json({"forms": [[{"phrases": [w]} for w in words]]})
-            alone[" ".join(words)] = constrained(lp, VOCAB, one).score
-        d = constrained(lp, VOCAB, g)
+            alone[" ".join(words)] = constrained(lp, VOCAB, one, several=False).score
+        d = constrained(lp, VOCAB, g, several=False)
         assert d.text == max(alone, key=alone.get)
         assert d.score == pytest.approx(max(alone.values()))
         assert d.score == pytest.approx(float(lp[np.arange(40), d.alignment].sum()))
@@ -128,3 +131,15 @@ def test_a_grammar_word_the_vocabulary_cannot_spell_is_refused():
     lp, _ = synth("bin")
     with pytest.raises(InputError, match="grammar word 'f2' has characters '2'"):
         constrained(lp, VOCAB, g)
+
+
+def test_a_clip_of_several_sentences_is_read_as_several_sentences():
+    g = Grammar.from_json(COMMAND)
+    lp, _ = synth("bin blue now lay green set")
+    # "set" is no command word: the closest reading is two commands (the second "lay
+    # green") and the frames of "set" must go to an adverb or to nothing.
+    d = constrained(lp, VOCAB, g)
+    words = d.text.split()
+    assert words[:5] == ["bin", "blue", "now", "lay", "green"]
+    lp, _ = synth("lay green please again bin blue")
+    assert constrained(lp, VOCAB, g).text == "lay green please again bin blue"
