@@ -7,8 +7,8 @@
 Quality (word error rate, %, lower is better): test-split GRID utterances (held-out voices
 and faces) from the bank's ROI cache, whole utterances padded to the 100-frame window as
 the runtime pads a clip, read by the exported graph of each token rate through the task
-code users run (runtime/pipelines/lipread.py run_windows, then the CTC beam kept to the
-artifact's grammar, as `avedge lipread` does; greedy CTC beside it). A modality that
+code users run (runtime/pipelines/lipread.py run_windows, then the best sentence of the
+artifact's grammar, as `avedge lipread` reads; greedy CTC beside it). A modality that
 is off is fed as zeros with its flag 0, as the runtime does. Babble: 4 other test voices
 at 5, 0, -5 dB SNR over the utterance (models/lipreader/train.py with_babble). Rows:
 precision (fp32, int8: the `int8` recipe) x token rate x modality; video-only reading does
@@ -135,8 +135,8 @@ def read_all(pipe, rate: int, windows: list[dict], flags) -> list[np.ndarray]:
 
 
 def decode(lps: list[np.ndarray], extra: dict) -> tuple[list[str], list[str]]:
-    """(beam texts, greedy texts), the beam as `avedge lipread` runs it (kept to the
-    artifact's grammar, or its word list for an artifact without one)."""
+    """(texts as `avedge lipread` reads them: the artifact's grammar, or its word list for
+    an artifact without one; greedy texts)."""
     from avedge.runtime.decoding import ctc
     from avedge.runtime.pipelines.lipread import search
 
@@ -433,7 +433,7 @@ def print_report(res: dict, log=print) -> None:
         f"{res['backend']}, {res['seconds']:.0f} s. "
         + ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v) + ".\n")
     fl = res["viseme_floor"].get("wer_floor")
-    log("WER % (corpus-grammar beam, as `avedge lipread`). Video-only reading does not hear "
+    log("WER % (corpus-grammar search, as `avedge lipread`). Video-only reading does not hear "
         "the babble: its babble cells repeat the clean figure (=).\n")
     log("\n".join(wer_table(res["quality"], fl)))
     if fl is not None:
@@ -445,7 +445,7 @@ def print_report(res: dict, log=print) -> None:
     hs = res["holdout_synth"]
     if hs["wer"]:
         log(f"\nHeld-out synthesizer ({hs['synth']}, {res['n_piper']} GRID utterances, rate 1, "
-            f"grammar beam). {hs['synth']}'s face is a training face: this row tests the unseen "
+            f"grammar search). {hs['synth']}'s face is a training face: this row tests the unseen "
             f"synthesizer's voice.\n")
         lines = ["| precision | modality | " + " | ".join(CONDITIONS) + " |",
                  "|---|---|" + "---:|" * len(CONDITIONS)]

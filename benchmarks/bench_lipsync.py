@@ -17,7 +17,7 @@ quality
             decoded audio track, for the generated video and for the ground truth
             rendered the same way (so muxing and encoding are inside the measurement)
   silence   10 s of digital silence: jaw_open, pose motion, pixel motion in the mouth box
-  round trip  the lip reader (video only, rate 1, grammar beam) reads the generated mp4s;
+  round trip  the lip reader (video only, rate 1, grammar search) reads the generated mp4s;
             its WER beside its WER on the ground-truth renders of the same sentences
 speed (compute only: decoding and encoding excluded)
   file      frames per second of compute at 256 and 512 through each backend, with the
@@ -161,7 +161,7 @@ def quality(arts, bank, utts, face, workdir: Path) -> dict:
         "round_trip_wer": {"generated": round(jiwer.wer(refs, hyp_gen), 4),
                            "ground_truth_render": round(jiwer.wer(refs, hyp_gt), 4),
                            "reader": "lipreader cpu fp32 .onnx, video only, rate 1, "
-                                     "grammar beam"},
+                                     "grammar search"},
     }
 
 

@@ -3,7 +3,7 @@
 Scores A and B (eager fp32) on the same test-split windows (held-out voices and faces)
 per modality and token rate, clean and under babble, and on the held-out synthesizer
 (piper, never trained on): greedy CTC, the corpus-lexicon beam and the corpus-grammar
-beam (what `avedge lipread` reads with), as `avedge train
+search (what `avedge lipread` reads with), as `avedge train
 lipreader --eval-only` scores them. Both see the very same windows, so the difference
 between A and B is the run's.
 
@@ -17,7 +17,6 @@ import argparse
 import json
 
 import torch
-from avedge.models.lipreader import data as D
 from avedge.models.lipreader import model as lr
 from avedge.models.lipreader import train as T
 from avedge.runtime.fsutil import atomic_write_json
@@ -32,10 +31,9 @@ def windows(bank: str, n: int, babble_db: float, holdout: str) -> dict[str, list
 
 
 def score_all(model: lr.LipReader, sets: dict[str, list[dict]]) -> dict:
-    from avedge.models.lipreader.lexicon import corpus_grammar
-    from avedge.runtime.decoding.grammar import Grammar
+    from avedge.models.lipreader.lexicon import corpus_constraints
 
-    beams = {"lexicon": D.corpus_lexicon(), "grammar": Grammar.from_json(corpus_grammar())}
+    beams = corpus_constraints()
     out = {}
     for name, ws in sets.items():
         if name == "clean":
@@ -62,7 +60,7 @@ def main(argv=None) -> int:
                          f"the same under babble of 4 other test voices at {args.babble_db:g} dB, "
                          f"the held-out synthesizer {args.holdout}; eager fp32; wer = greedy, "
                          f"wer_lexicon = corpus-lexicon beam, wer_grammar = corpus-grammar "
-                         f"beam (what `avedge lipread` reads with)",
+                         f"search (what `avedge lipread` reads with)",
            "a": {"weights": args.a, "scores": score_all(lr.load_weights(args.a), sets)},
            "b": {"weights": args.b, "scores": score_all(lr.load_weights(args.b), sets)}}
     for name in sets:

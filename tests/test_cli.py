@@ -212,3 +212,18 @@ def test_targets_family_lists_what_each_target_holds(capsys):
     assert main(["targets", "--family", "nope"]) != 0
     assert "unknown model family 'nope'" in capsys.readouterr().err
 
+
+
+def test_a_reader_that_goes_away_stops_the_output_quietly(monkeypatch, capsys):
+    # `avedge ... | head`: the pipe closes early; no traceback, the shell's exit code 141.
+    import io
+    import sys
+
+    from avedge.cli import main
+
+    class ClosedPipe(io.StringIO):
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(sys, "stdout", ClosedPipe())
+    assert main(["targets", "--json"]) == 141

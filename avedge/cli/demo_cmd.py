@@ -173,8 +173,8 @@ def lip_reading(ctx) -> None:
 
     A held-out voice and face say a GRID command; the shipped lip reader (one set of
     weights for video, audio or both) reads the mp4 through the runtime: decode, face and
-    mouth tracking, 88x88 mouth ROIs, the model at the chosen token rate, CTC beam search
-    kept to the corpus grammar."""
+    mouth tracking, 88x88 mouth ROIs, the model at the chosen token rate, the best sentence
+    of the corpus grammar."""
     import json
 
     import jiwer

@@ -19,7 +19,7 @@ video (or lost in more than half the frames, naming them), a corrupt or truncate
 a token rate the artifact lacks, nothing to read (--no-audio with --video-off), an
 artifact that is not a lip reader, an empty lexicon file, a grammar file that is not one.
 
-Constraint: by default the beam search only reads sentences of the grammar the artifact
+Constraint: by default the search only reads sentences of the grammar the artifact
 ships (the corpus's two sentence forms: the GRID command and subject-verb-object
 [place] [time]); when none fits the clip it reads the grammar's words in any order and
 says so. --grammar FILE takes your grammar instead (JSON: {"forms": [[{"phrases":
@@ -30,8 +30,9 @@ slots, each slot a list of phrases); --lexicon FILE keeps to a word list in any 
 constraint).
 
 --json prints: text, words [{word, start, end} in seconds], rate, modality
-("audio-visual" | "video" | "audio"), constraint ("grammar" | "lexicon" | "none"), rtf (compute / clip duration), ms {decode,
-face_roi, model, search}, frames, frames_interpolated, finder, backend,
+("audio-visual" | "video" | "audio"), constraint ("grammar" | "lexicon" | "none"), rtf
+(compute / clip duration), ms {decode, face_roi, model, search}, frames,
+frames_interpolated, finder, backend,
 audio_video_mismatch_s (audio minus video length, null without both), notes.
 """
 

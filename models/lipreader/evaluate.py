@@ -1,12 +1,12 @@
 """The lip reader's metric on an artifact (through the runtime) and on an eager module.
 
-Word error rate (lower is better) of video-only reading at token rate 1 with the beam
-search kept to the corpus grammar (as `avedge lipread` reads): the lip-reading job itself, and the condition compression hurts
-first (audio makes the task easy). Items are whole GRID-grammar utterances of the voice
+Word error rate (lower is better) of video-only reading at token rate 1, read as the best
+sentence of the corpus grammar (as `avedge lipread` reads): the lip-reading job itself,
+and the condition compression hurts first (audio makes the task easy). Items are whole GRID-grammar utterances of the voice
 bank's val split (held out of training; the test split stays for final scores), drawn by
 a fixed seed, windowed and padded as the runtime pads a clip. The artifact path is the
-task code users run (runtime/pipelines/lipread.py: run_windows, then the CTC beam with
-the artifact's grammar); ROIs come from the bank's ROI cache (models/lipreader/data.py,
+task code users run (runtime/pipelines/lipread.py: run_windows, then the task's search
+with the artifact's grammar); ROIs come from the bank's ROI cache (models/lipreader/data.py,
 built on first use), so the face tracker, the same for every recipe, is not in the loop.
 Without a voice bank (a fresh clone, CI) the value is null and "reason" says why.
 """
@@ -44,7 +44,7 @@ def eval_items(n: int, bank_dir=None, split: str = SPLIT, seed: int = SEED,
     windows = [D.sample(cache, fits[i], None) for i in pick]
     prov = {"bank": str(bank.root), "bank_seed": bank.info().get("seed"), "split": split,
             "kind": kind, "seed": seed, "n": len(windows),
-            "conditions": "video only, token rate 1, corpus-grammar beam, clean, whole "
+            "conditions": "video only, token rate 1, corpus-grammar search, clean, whole "
                           "utterances padded to the window"}
     return windows, prov
 

@@ -35,3 +35,11 @@ def corpus_grammar() -> dict:
     free = [slot(text.SUBJECTS), slot(text.VERBS), slot(text.OBJECTS),
             slot(text.PLACES, optional=True), slot(text.TIMES, optional=True)]
     return {"forms": [grid, free]}
+
+
+def corpus_constraints() -> dict:
+    """The corpus's word list and parsed grammar, as `train.score` takes them
+    (lexicon=, grammar=)."""
+    from avedge.runtime.decoding.grammar import Grammar
+
+    return {"lexicon": corpus_lexicon(), "grammar": Grammar.from_json(corpus_grammar())}

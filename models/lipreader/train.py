@@ -106,8 +106,9 @@ class TrainConfig:
     # video steps at about the speed of audio-only ones; "mixed" modality only
     visual_features: bool = False
     # Weight of a loss that asks for blank on the frames a window pads around its clip
-    # (nothing is said there; -log p(blank) summed over them, per window). CTC alone is indifferent to timing: the first readers
-    # emitted a sentence's first letter at frame 0 however late the speech began
+    # (nothing is said there; -log p(blank) summed over them, per window). CTC alone is
+    # indifferent to timing: the first readers emitted a sentence's first letter at frame 0
+    # however late the speech began
     silence_blank: float = 1.0
     # Model dimensions, JSON of lipreader Dims names (default: the reference size)
     dims: dict = field(default_factory=lambda: asdict(lr.Dims()),
@@ -324,11 +325,13 @@ def score(model: lr.LipReader, windows: list[dict], rates=EVAL_RATES,
           modalities=tuple(MODALITY_NAMES), lexicon: list[str] | None = None,
           grammar=None) -> dict:
     """{modality: {"rate<r>": {"wer": greedy WER[, "wer_lexicon": word-list beam WER]
-    [, "wer_grammar": grammar beam WER]}}}; a window no grammar sentence fits (a window
-    cut from a longer sentence) is read with the grammar's words, as the task does."""
+    [, "wer_grammar": grammar search WER]}}}; the grammar is read by the task's search
+    (runtime/pipelines/lipread.py), its fallback for a window too short included."""
     from avedge.runtime.decoding import ctc
+    from avedge.runtime.pipelines.lipread import search
 
     vocab = list(tokenizer.VOCAB)
+    extra = {"vocab": vocab, "separator": tokenizer.SEPARATOR}
     refs = [" ".join(w["words"]) for w in windows]
     res: dict = {}
     for name in modalities:
@@ -341,12 +344,7 @@ def score(model: lr.LipReader, windows: list[dict], rates=EVAL_RATES,
                 beam = [ctc.beam(lp, vocab, lexicon=lexicon).text for lp in lps[r]]
                 entry["wer_lexicon"] = round(wer(refs, beam), 4)
             if grammar is not None:
-                hyps = []
-                for lp in lps[r]:
-                    d = ctc.constrained(lp, vocab, grammar)
-                    if d.alignment is None:
-                        d = ctc.beam(lp, vocab, lexicon=grammar.words())
-                    hyps.append(d.text)
+                hyps = [search(lp, extra, 1.0, grammar=grammar)[0].text for lp in lps[r]]
                 entry["wer_grammar"] = round(wer(refs, hyps), 4)
             res[name][f"rate{r}"] = entry
     return res
@@ -534,17 +532,16 @@ def train(cfg: TrainConfig, data=None, fresh: bool = False, progress: bool = Tru
 
 def final_eval(cfg: TrainConfig, n: int = 200, data=None, log=print) -> dict:
     """Test split (held-out voices and faces): WER per modality and rate, clean and
-    under babble, greedy and with the corpus lexicon's and grammar's beams; written into
-    the record."""
-    from avedge.models.lipreader.lexicon import corpus_grammar
-    from avedge.runtime.decoding.grammar import Grammar
+    under babble, greedy, with the corpus lexicon's beam and with the corpus grammar;
+    written into the record."""
+    from avedge.models.lipreader.lexicon import corpus_constraints
 
     out, rec_path, _ = cfg.paths()
     data = data or CacheData(cfg, log)
     test = data.split("test")
     model = lr.load_weights(out)
     windows = eval_windows(test, n)
-    beams = {"lexicon": D.corpus_lexicon(), "grammar": Grammar.from_json(corpus_grammar())}
+    beams = corpus_constraints()
     res = {"clean": score(model, windows, lr.RATES, **beams)}
     for snr in BABBLE_DB:  # video-only does not hear the babble: scored clean only
         res[f"babble_{snr:g}db"] = score(model, with_babble(test, windows, snr), lr.RATES,

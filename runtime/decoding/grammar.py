@@ -1,4 +1,4 @@
-"""A word grammar for CTC beam search: which word sequences a sentence may be.
+"""A word grammar for CTC decoding: which word sequences a sentence may be.
 
     >>> from avedge.runtime.decoding.grammar import Grammar
     >>> g = Grammar.from_json({"forms": [[{"phrases": ["bin", "lay"]},
@@ -17,10 +17,10 @@ Decoding with a grammar (runtime/decoding/ctc.py `constrained`) is exact: the gr
 spelled out into a CTC graph (`CtcGraph`: a state per letter of every phrase, per
 separator and per gap between labels) and the single best path through it over all the
 frames is found by Viterbi, so the result is always whole sentences of the grammar (one
-or more, one after another), or nothing when the clip is too short for any. A beam search with the grammar as its language
-model (flashlight-text's decoders) was tried first: it scores a word only once it is
-complete and keeps the cheapest incomplete readings, so on lips alone most clips ended
-mid-sentence with no sentence left in the beam.
+or more, one after another), or nothing when the clip is too short for any. A beam search
+with the grammar as its language model (flashlight-text's decoders) was tried first: it
+scores a word only once it is complete and keeps the cheapest incomplete readings, so on
+lips alone most clips ended mid-sentence with no sentence left in the beam.
 """
 
 from __future__ import annotations
@@ -31,6 +31,9 @@ from pathlib import Path
 
 import numpy as np
 from avedge.runtime.errors import InputError
+
+ACCEPTED = ('accepted: a JSON grammar, {"forms": [[{"phrases": ["word", "two words", ...], '
+            '"optional": false}, ...], ...]}')
 
 
 @dataclass(frozen=True)
@@ -43,8 +46,7 @@ class Grammar:
     def from_json(cls, data) -> Grammar:
         """{"forms": [[{"phrases": [str, ...], "optional": bool}, ...], ...]} -> Grammar;
         InputError saying what is wrong and what is accepted."""
-        shape = ('accepted: {"forms": [[{"phrases": ["word", "two words", ...], '
-                 '"optional": false}, ...], ...]}')
+        shape = ACCEPTED
         if not isinstance(data, dict) or not isinstance(data.get("forms"), list) \
                 or not data["forms"]:
             raise InputError(f"a grammar needs a non-empty list 'forms'; {shape}")
@@ -78,9 +80,11 @@ class Grammar:
         try:
             data = json.loads(p.read_text(encoding="utf-8"))
         except OSError as exc:
-            raise InputError(f"cannot read the grammar file {str(p)!r}: {exc.strerror}") from None
+            raise InputError(f"cannot read the grammar file {str(p)!r}: {exc.strerror}; "
+                             f"{ACCEPTED}") from None
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise InputError(f"the grammar file {str(p)!r} is not JSON ({exc})") from None
+            raise InputError(f"the grammar file {str(p)!r} is not JSON ({exc}); "
+                             f"{ACCEPTED}") from None
         return cls.from_json(data)
 
     def to_json(self) -> dict:
@@ -91,6 +95,17 @@ class Grammar:
         """Every word the grammar can say, first order: the lexicon of its decoder."""
         return list(dict.fromkeys(w for form in self.forms for phrases, _ in form
                                   for p in phrases for w in p))
+
+    def check_spelling(self, vocab: list[str], separator: str) -> None:
+        """InputError naming the first word the vocabulary cannot spell (a reader is asked
+        this before it decodes any video, not after)."""
+        letters = set(vocab[1:]) - {separator}
+        for w in self.words():
+            missing = sorted(set(w) - letters)
+            if missing:
+                raise InputError(f"grammar word {w!r} has characters {''.join(missing)!r} "
+                                 f"that are not in the vocabulary; accepted: "
+                                 f"{''.join(sorted(letters))!r}")
 
     # ------------------------------------------------------------------ automaton
     def automaton(self) -> Automaton:
@@ -155,21 +170,16 @@ class Automaton:
 
 class CtcGraph:
     """The grammar spelled out for CTC: every path through it is one or more sentences of
-    the grammar (a long clip holds several), frame by frame. States are character states (one per letter of every phrase's
-    spelling, and one per separator between words: each emits its label, repeating it as
-    long as it likes) and blank states (one per position between labels). A letter may
-    follow the same letter only through a blank, as CTC collapses repeats."""
+    the grammar (a long clip holds several), frame by frame. States are character states
+    (one per letter of every phrase's spelling, and one per separator between words: each
+    emits its label, repeating it as long as it likes) and blank states (one per position
+    between labels). A letter may follow the same letter only through a blank, as CTC
+    collapses repeats."""
 
     def __init__(self, grammar: Grammar, vocab: list[str], separator: str,
                  several: bool = True):
+        grammar.check_spelling(vocab, separator)
         index = {c: i for i, c in enumerate(vocab)}
-        letters = set(vocab[1:]) - {separator}
-        for w in grammar.words():
-            missing = sorted(set(w) - letters)
-            if missing:
-                raise InputError(f"grammar word {w!r} has characters {''.join(missing)!r} "
-                                 f"that are not in the vocabulary; accepted: "
-                                 f"{''.join(sorted(letters))!r}")
         words = grammar.automaton()
         nodes: dict = {}  # ("B", p) ready for a word at grammar position p; ("E", p) a
         arcs: list[tuple[int, int, int]] = []  # word just ended at p; inner spelling nodes
@@ -186,19 +196,17 @@ class CtcGraph:
                 for word, r in words.moves[q]:
                     cur = start
                     for k, ch in enumerate(word):
-                        nxt = node(("E", r)) if k == len(word) - 1 else len(nodes)
-                        if nxt == len(nodes):
-                            nodes[("in", len(nodes))] = nxt
+                        last = k == len(word) - 1
+                        nxt = node(("E", r) if last else ("in", len(nodes)))
                         arcs.append((cur, nxt, index[ch]))
                         cur = nxt
                     if r not in seen:
                         seen.add(r)
                         todo.append(r)
-            # a finished word, then the separator, then the next word
         finals = {n for key, n in nodes.items() if key[0] in ("B", "E")
                   and words.accepting(words.closure({key[1]}))}
         root = nodes[("B", 0)]
-        for key, n in list(nodes.items()):
+        for key, n in list(nodes.items()):  # a finished word, a separator, the next word
             if key[0] == "E":
                 arcs.append((n, node(("B", key[1])), index[separator]))
                 if several and n in finals:  # a clip may hold several sentences in a row

@@ -8,8 +8,8 @@
 Stages, each timed (`ms`): decode (read_video: frames resampled to the artifact's fps,
 the file's audio track resampled to its sample rate; or an audio file), face_roi
 (track_mouth, crop_rois, normalize with the manifest's roi_mean/roi_std), model (the
-chosen rate's graph over fixed windows), search (CTC beam kept to the artifact's grammar or
-a word list, or greedy).
+chosen rate's graph over fixed windows), search (the best sentence of the artifact's grammar,
+a word-list beam, or greedy).
 
 Windows: every graph takes exactly `window` frames. A shorter clip is padded with its last
 frame repeated and silent audio (what training does); a longer one is read in overlapping
@@ -221,37 +221,31 @@ def search_grammar(grammar, lexicon, extra: dict):
 def search(log_probs, extra: dict, out_fps: float, *, lexicon=None, grammar=None,
            beam: bool = True):
     """The task's search over a clip's (T, V) log-probs -> (Decoded, constraint, notes):
-    the constraint rules of `lipread` (the artifact's grammar by default)."""
+    the constraint rules of `lipread` (the artifact's grammar by default). `extra` needs
+    "vocab" and "separator", and "grammar" / "lexicon" for the artifact's defaults."""
     from avedge.runtime.decoding import ctc
 
     vocab, sep, notes = list(extra["vocab"]), extra["separator"], []
-    constraint = "none"
-    if beam:
-        gram = search_grammar(grammar, lexicon, extra)
-        words = None
-        if gram is not None:
-            constraint = "grammar"
-            decoded = ctc.constrained(log_probs, vocab, gram, separator=sep, fps=out_fps)
-            if decoded.alignment is None:
-                notes.append("the clip is too short for any sentence of the grammar: read "
-                             "with its words in any order instead")
-                words = gram.words()
-        else:
-            words = extra.get("lexicon") if lexicon is None else lexicon
-        if words:
-            constraint = "lexicon"
-            decoded = ctc.beam(log_probs, vocab, lexicon=list(words), separator=sep,
-                               fps=out_fps)
-            if decoded.alignment is None:
-                notes.append("no sequence of lexicon words fits this clip; try without a "
-                             "lexicon")
-        elif gram is None:
-            decoded = ctc.beam(log_probs, vocab, separator=sep, fps=out_fps)
-    else:
+    if not beam:
         if lexicon or grammar is not None:
             notes.append("greedy decoding ignores the lexicon and the grammar")
-        decoded = ctc.greedy(log_probs, vocab, separator=sep, fps=out_fps)
-    return decoded, constraint, notes
+        return ctc.greedy(log_probs, vocab, separator=sep, fps=out_fps), "none", notes
+    gram = search_grammar(grammar, lexicon, extra)
+    if gram is not None:
+        decoded = ctc.constrained(log_probs, vocab, gram, separator=sep, fps=out_fps)
+        if decoded.alignment is not None:
+            return decoded, "grammar", notes
+        notes.append("the clip is too short for any sentence of the grammar: read with its "
+                     "words in any order instead")
+        words = gram.words()
+    else:
+        words = extra.get("lexicon") if lexicon is None else lexicon
+    if not words:  # [] asked for: free character search
+        return ctc.beam(log_probs, vocab, separator=sep, fps=out_fps), "none", notes
+    decoded = ctc.beam(log_probs, vocab, lexicon=list(words), separator=sep, fps=out_fps)
+    if decoded.alignment is None:
+        notes.append("no sequence of lexicon words fits this clip; try without a lexicon")
+    return decoded, "lexicon", notes
 
 
 # ----------------------------------------------------------------------------- the task
@@ -274,6 +268,10 @@ def lipread(artifact_or_pipeline, video_path=None, *, audio=None, use_audio: boo
     if video_path is None and (audio is None or not use_audio):
         raise InputError("nothing to read: give a video file, an audio file, or both")
     session, extra = open_rate(artifact_or_pipeline, rate, backend)
+    if beam:  # a user's grammar the vocabulary cannot spell is refused before any decoding
+        grammar = search_grammar(grammar, lexicon, extra)
+        if grammar is not None:
+            grammar.check_spelling(list(extra["vocab"]), extra["separator"])
     fps, sr, hop_samples = float(extra["fps"]), int(extra["sample_rate"]), \
         int(extra["hop_samples"])
     window = int(session.spec.input("video").shape[1])
