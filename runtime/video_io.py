@@ -181,10 +181,13 @@ def _reason(exc) -> str:
     return getattr(exc, "strerror", None) or type(exc).__name__
 
 
-def write_video(path, frames, fps: float, audio=None, rate: int = 16000) -> Path:
+def write_video(path, frames, fps: float, audio=None, rate: int = 16000,
+                crf: int = 18, preset: str = "medium") -> Path:
     """Write RGB uint8 frames (N, H, W, 3) (or grayscale (N, H, W)) at `fps`, with an
     optional mono float32 audio track at `rate` Hz: H.264 + AAC (VP9 + Opus for .webm).
-    Odd widths/heights get one edge column/row repeated (4:2:0 needs even sizes)."""
+    Odd widths/heights get one edge column/row repeated (4:2:0 needs even sizes). crf:
+    H.264's constant rate factor (18: near-transparent, as written clips are read back;
+    higher is smaller and blurrier, 0-51); preset: libx264's speed/size trade-off."""
     import av
 
     p = Path(path)
@@ -195,6 +198,8 @@ def write_video(path, frames, fps: float, audio=None, rate: int = 16000) -> Path
     frames = _check_frames(frames)
     if not fps > 0:
         raise InputError(f"fps must be positive, got {fps!r}")
+    if not (isinstance(crf, (int, np.integer)) and 0 <= crf <= 51):
+        raise InputError(f"crf must be an integer from 0 to 51, got {crf!r}")
     if audio is not None:
         audio = np.asarray(audio, np.float32)
         if audio.ndim != 1 or not np.isfinite(audio).all():
@@ -206,7 +211,7 @@ def write_video(path, frames, fps: float, audio=None, rate: int = 16000) -> Path
         vs.height, vs.width = frames.shape[1], frames.shape[2]
         vs.pix_fmt = "yuv420p"
         if codecs[0] == "libx264":
-            vs.options = {"crf": "18"}  # near-transparent: written clips are read back
+            vs.options = {"crf": str(int(crf)), "preset": str(preset)}
         aus = None
         if audio is not None:
             aus = out.add_stream(codecs[1], rate=int(rate), layout="mono")

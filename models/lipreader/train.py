@@ -105,6 +105,11 @@ class TrainConfig:
     # cache for the plain ROIs and one augmented copy (models/lipreader/visual_features.py):
     # video steps at about the speed of audio-only ones; "mixed" modality only
     visual_features: bool = False
+    # Train also on ROIs that took a user's path: rendered full frames through H.264 and
+    # the runtime's mouth tracker and crop (models/lipreader/video_path.py; built beside
+    # the ROI cache on first use, ~7 ms a frame). Half the windows read them (with
+    # --visual-features: a third variant of the features), and validation reads them
+    video_path: bool = False
     # Weight of a loss that asks for blank on the frames a window pads around its clip
     # (nothing is said there; -log p(blank) summed over them, per window). CTC alone is
     # indifferent to timing: the first readers emitted a sentence's first letter at frame 0
@@ -153,11 +158,26 @@ class CacheData:
             self.splits[name] = c
         return self.splits[name]
 
+    def video_split(self, name: str) -> D.SplitCache:
+        """The split with the video-path ROIs as its frames (rendered through H.264 and
+        the runtime's tracker; built on first use)."""
+        from avedge.models.lipreader import video_path
+
+        key = f"{name}:video"
+        if key not in self.splits:
+            c = self.split(name)
+            video_path.build(self.bank, c, face_seed=self.cfg.face_seed, progress=self.log)
+            self.splits[key] = video_path.open_rois(c)
+        return self.splits[key]
+
     def describe(self) -> dict:
         info = {k: v for k, v in self.bank.info().items() if k != "voices"}
         out = {"bank": str(self.bank.root), "bank_info": info, "cache": str(self.cache_dir),
                "face_seed": self.cfg.face_seed}
         for name, c in self.splits.items():
+            if name.endswith(":video"):
+                out.setdefault("video_path", []).append(name.split(":")[0])
+                continue
             out[name] = {"utterances": len(c), "voices": len({u["voice"] for u in c.utts}),
                          "frames": len(c.frames),
                          "synths": sorted({u["synth"] for u in c.utts})}
@@ -201,6 +221,8 @@ def check_config(cfg: TrainConfig) -> lr.Dims:
                           f"highest SNR)")
     if cfg.silence_blank < 0:
         raise AvedgeError(f"--silence-blank {cfg.silence_blank:g} weighs a loss: >= 0")
+    if cfg.video_path and cfg.modality != "mixed":
+        raise AvedgeError("--video-path trains on video: use it with --modality mixed")
     if cfg.visual_features and cfg.modality != "mixed":
         raise AvedgeError("--visual-features trains on video features: use it with "
                           "--modality mixed (audio-only training never runs the front-end)")
@@ -238,16 +260,26 @@ def draw_items(cache: D.SplitCache, n: int, natural_share: float,
                     espeak[rng.integers(len(espeak), size=n)])
 
 
-def make_batch(cfg: TrainConfig, cache: D.SplitCache, step: int, visual=None):
+VIDEO_PATH_SHARE = 0.5  # windows that read the video-path ROIs (without --visual-features)
+
+
+def make_batch(cfg: TrainConfig, cache: D.SplitCache, step: int, visual=None,
+               video_cache: D.SplitCache | None = None):
     """The batch of optimizer step `step`: a pure function of (cache, cfg, step).
-    visual: the split's VisualFeatures (--visual-features): windows carry them, no ROIs."""
+    visual: the split's VisualFeatures (--visual-features): windows carry them, no ROIs.
+    video_cache: the same split with the video-path ROIs as frames (--video-path):
+    VIDEO_PATH_SHARE of the windows read those."""
     rng = np.random.default_rng([cfg.seed, step])
     items = draw_items(cache, cfg.batch, cfg.natural_share, rng)
     audio_only = cfg.modality == "audio"
-    samples = [D.sample(cache, int(i), rng, with_video=not audio_only, snr_min=cfg.snr_min,
+    sources = [cache] * len(items)
+    if video_cache is not None:
+        pick = np.random.default_rng([cfg.seed, step, 1]).random(len(items))  # own stream:
+        sources = [video_cache if p < VIDEO_PATH_SHARE else cache for p in pick]  # same draws
+    samples = [D.sample(src, int(i), rng, with_video=not audio_only, snr_min=cfg.snr_min,
                         voice_aug=cfg.voice_aug,
                         visual=None if visual is None else visual.of(cache, int(i)))
-               for i in items]
+               for i, src in zip(items, sources, strict=True)]
     if audio_only:
         mod = np.tile(np.asarray(MODALITY_NAMES["audio"], np.float32), (len(samples), 1))
     else:
@@ -451,7 +483,8 @@ def train(cfg: TrainConfig, data=None, fresh: bool = False, progress: bool = Tru
     def val_set():
         if val["set"] is None:
             try:
-                val["set"] = eval_windows(data.split("val"), cfg.eval_n)
+                val["set"] = eval_windows(data.video_split("val") if cfg.video_path
+                                          else data.split("val"), cfg.eval_n)
             except AvedgeError as exc:
                 log(f"no validation yet: {exc}")
         return val["set"]
@@ -514,14 +547,21 @@ def train(cfg: TrainConfig, data=None, fresh: bool = False, progress: bool = Tru
         trainer.save_averaged_run(files, model, avg, opt, state, asdict(cfg), lr.save_weights,
                                   record())
 
-    visual = None
+    visual = video_train = None
+    if cfg.video_path:
+        video_train = without_synth(data.video_split("train"), cfg.holdout_synth)
     if cfg.visual_features:  # after the loads: the features of the front-end that trains
-        from avedge.models.lipreader import visual_features
+        from avedge.models.lipreader import visual_features as VF
 
-        visual = visual_features.build(model.visual, train_set, seed=cfg.seed, log=log)
+        visual = VF.build(model.visual, train_set, seed=cfg.seed, log=log)
+        if video_train is not None:  # its features: one more variant of every frame
+            visual = VF.Stacked([visual, VF.build(model.visual, video_train, variants=1,
+                                                  seed=cfg.seed, log=log, tag="video")])
+            video_train = None
         state["visual_features"] = visual.meta
-    loader = BatchLoader(functools.partial(make_batch, cfg, visual=visual), train_set,
-                         state["step"], cfg.workers)
+    loader = BatchLoader(functools.partial(make_batch, cfg, visual=visual,
+                                           video_cache=video_train),
+                         train_set, state["step"], cfg.workers)
     trainer.run_loop(state, trainer.LoopSettings(cfg.steps, cfg.minutes, cfg.checkpoint_minutes,
                                                  cfg.eval_every),
                      batches=loader, step=step, evaluate=evaluate_now,

@@ -68,20 +68,35 @@ class VisualFeatures:
         return self.feats[u["frame"]: u["frame"] + u["frames"]]
 
 
-def features_dir(cache: D.SplitCache, visual) -> Path:
-    return cache.root / f"visual-{fingerprint(visual)}"
+class Stacked:
+    """Several VisualFeatures of one split side by side: their variants concatenated
+    (e.g. the rendered ROIs' plain and augmented copies + the video-path ROIs')."""
+
+    def __init__(self, parts: list[VisualFeatures]):
+        self.parts = parts
+        self.variants = sum(p.variants for p in parts)
+        self.meta = {"parts": [{"folder": p.root.name, **p.meta} for p in parts],
+                     "variants": self.variants}
+
+    def of(self, cache: D.SplitCache, i: int) -> np.ndarray:
+        return np.concatenate([p.of(cache, i) for p in self.parts], axis=1)
+
+
+def features_dir(cache: D.SplitCache, visual, tag: str = "") -> Path:
+    return cache.root / f"visual-{fingerprint(visual)}{'-' + tag if tag else ''}"
 
 
 def build(visual, cache: D.SplitCache, variants: int = VARIANTS, seed: int = 0,
-          log=print) -> VisualFeatures:
+          log=print, tag: str = "") -> VisualFeatures:
     """Open the features of `visual` (a VisualFrontEnd) for this split, computing them
     first when absent (eval mode, no gradients; about a minute per 10 000 frames and
-    variant on one thread)."""
+    variant on one thread). tag: names another source of frames for the same split (the
+    cache's frames are then e.g. video_path.open_rois's), stored in visual-<fp>-<tag>."""
     import torch
 
     if variants < 1:
         raise AvedgeError(f"visual feature variants: >= 1 (the plain ROIs first); got {variants}")
-    final = features_dir(cache, visual)
+    final = features_dir(cache, visual, tag)
     if (final / META).is_file():
         vf = VisualFeatures.open(final)
         if vf.meta["frames"] >= len(cache.frames) and vf.variants == variants:
@@ -111,7 +126,7 @@ def build(visual, cache: D.SplitCache, variants: int = VARIANTS, seed: int = 0,
     visual.train(was_training)
     feats.flush()
     del feats
-    atomic_write_json(tmp / META, {"fingerprint": final.name[len("visual-"):],
+    atomic_write_json(tmp / META, {"fingerprint": fingerprint(visual), "tag": tag,
                                    "variants": variants, "seed": seed, "frames": n,
                                    "utterances": len(cache), "d_model": d})
     os.replace(tmp, final)

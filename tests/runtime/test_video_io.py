@@ -101,6 +101,20 @@ def test_grayscale_and_odd_sized_frames_are_written(tmp_path):
     assert abs(int(v.frames[:, :31, :45].mean()) - 200) <= 3
 
 
+def test_crf_trades_size_for_fidelity(tmp_path):
+    rng = np.random.default_rng(0)
+    base = np.repeat(np.repeat(rng.integers(0, 256, (10, H // 4, W // 4, 3), np.uint8), 4, 1), 4, 2)
+    err, size = {}, {}
+    for crf in (16, 36):
+        p = write_video(tmp_path / f"c{crf}.mp4", base, 25, crf=crf, preset="veryfast")
+        size[crf] = p.stat().st_size
+        err[crf] = np.abs(read_video(p).frames.astype(int) - base).mean()
+    assert size[36] < 0.7 * size[16] and err[36] > err[16]
+    with pytest.raises(InputError, match="crf must be an integer from 0 to 51"):
+        write_video(tmp_path / "x.mp4", base, 25, crf=60)
+    assert not (tmp_path / "x.mp4").exists()
+
+
 def test_bad_inputs_are_refused_naming_the_file(tmp_path):
     fake = tmp_path / "notes.mp4"
     fake.write_text("this is not a video\n" * 50)

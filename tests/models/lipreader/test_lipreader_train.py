@@ -427,3 +427,61 @@ def test_training_on_visual_features_keeps_the_front_end(bank, tmp_path):
         T.train(T.TrainConfig(**{**cfg.__dict__, "modality": "audio", "out": str(
             tmp_path / "x.safetensors")}), progress=False)
     assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_video_path_rois_come_through_h264_and_the_tracker(bank, cache, tmp_path,
+                                                           monkeypatch):
+    """The video-path ROIs: same frames and offsets as the rendered cache, the same mouth
+    (close to the rendered ROI, not equal: H.264, resampling and the tracker's box), drawn
+    per utterance; a build stopped part way goes on where it stopped."""
+    from avedge.models.lipreader import video_path as VP
+
+    split = cache["val"]
+    assert VP.open_rois(split) is None
+    monkeypatch.setattr(VP, "COMMIT_EVERY", 1)
+    b = voicebank.open_bank(bank)
+    VP.build(b, split, stop_after=1e-9)  # one utterance, then stop
+    meta = json.loads((split.root / VP.FOLDER / "meta.json").read_text())
+    assert meta["done"] == 1 < len(split) and VP.open_rois(split) is None
+    first = np.array(np.load(split.root / VP.FOLDER / "frames.npy", mmap_mode="r")
+                     [: split.utts[0]["frames"]])
+    VP.build(b, split)
+    video = VP.open_rois(split)
+    assert video is not None and video.frames.shape == split.frames.shape
+    np.testing.assert_array_equal(np.asarray(video.video(0)), first)  # not redone
+    for i in range(len(split)):
+        got, rendered = np.asarray(video.video(i)).astype(int), np.asarray(split.video(i))
+        diff = np.abs(got - rendered).mean()
+        assert 1.0 < diff < 30, (i, diff)  # changed by the path, still the same mouth
+        # the mouth moves in both: frame-to-frame changes correlate
+        mg, mr = np.abs(np.diff(got, axis=0)).mean((1, 2)), np.abs(np.diff(rendered, axis=0)).mean((1, 2))
+        assert np.corrcoef(mg, mr)[0, 1] > 0.5
+    draws = json.loads((split.root / VP.FOLDER / "meta.json").read_text())["draws"]
+    assert len(draws) == len(split) and all(d[0] != -1 for d in draws)  # the face was found
+    assert [list(VP.draw(np.random.default_rng([0, u["frame"]]))) for u in split.utts] == \
+        [[d[0], pytest.approx(d[1], abs=1e-3), pytest.approx(d[2], abs=1e-2)] for d in draws]
+    # windows read the audio of the split and the frames of the video path
+    w, w0 = D.sample(video, 0, None), D.sample(split, 0, None)
+    np.testing.assert_array_equal(w["audio"], w0["audio"])
+    assert w["labels"] == w0["labels"] and not np.array_equal(w["video"], w0["video"])
+
+
+def test_training_on_video_path_features_adds_a_variant(bank, tmp_path):
+    cfg = T.TrainConfig(corpus=str(bank), out=str(tmp_path / "w.safetensors"), steps=2,
+                        batch=4, warmup=1, eval_every=5, threads=1, dims=dict(TINY),
+                        visual_features=True, video_path=True, ema=0.0)
+    rec = T.train(cfg, progress=False, log=lambda m: None)
+    vf = rec["visual_features"]
+    assert vf["variants"] == 3 and [p["variants"] for p in vf["parts"]] == [2, 1]
+    assert vf["parts"][1]["folder"].endswith("-video")
+    assert sorted(rec["corpus"]["video_path"]) == ["train", "val"]  # val: what it scores
+    # without features, half the windows read the video-path frames
+    data = T.CacheData(cfg, log=lambda m: None)
+    train, video = data.split("train"), data.video_split("train")
+    plain_cfg = T.TrainConfig(batch=16, seed=3)
+    mixed = T.make_batch(plain_cfg, train, 0, video_cache=video)[0]
+    alone = T.make_batch(plain_cfg, train, 0)[0]
+    same = [bool(torch.equal(mixed[k], alone[k])) for k in range(16)]
+    assert 2 <= same.count(False) <= 14
+    with pytest.raises(T.AvedgeError, match="--video-path trains on video"):
+        T.check_config(T.TrainConfig(modality="audio", video_path=True))
