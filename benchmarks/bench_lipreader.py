@@ -174,6 +174,48 @@ def quality(pipe, sets: dict[str, list[dict]], rates, modalities, log) -> dict:
     return res
 
 
+def video_files(pipe, bank_dir: str, windows: list[dict], rates, log) -> dict:
+    """The same utterances as a user has them: mp4 files written as the corpus writes its
+    test videos (the speaker's face, full 512x512 frames, H.264 crf 20, the audio muxed
+    in), read by `lipread()` - read_video, the mouth tracker, the crop, the grammar.
+    {modality: {rate: {"wer", "hyps"}}}; the ROI-cache rows above read rendered ROIs."""
+    import zlib
+
+    from avedge.models.corpus.face import FaceVariation, default_photo, find_mouth
+    from avedge.models.corpus.render import make_speaker, render_frames
+    from avedge.models.corpus.visemes import lips_pose
+    from avedge.models.corpus.voicebank import open_bank
+    from avedge.models.corpus.writer import write_mp4, write_wav
+    from avedge.runtime.pipelines.lipread import lipread
+
+    bank = open_bank(bank_dir)
+    by_key = {(u.voice, u.index): u for v in bank.by_voice for u in bank.by_voice[v]}
+    mouth = find_mouth(default_photo())
+    tmp = tempfile.TemporaryDirectory(prefix="bench-lipreader-mp4-")
+    paths = []
+    for k, w in enumerate(windows):  # the face data.build_split draws for the voice
+        u = by_key[(w["voice"], w["index"])]
+        face = FaceVariation.sample(np.random.default_rng([0, zlib.crc32(w["voice"].encode())]))
+        sp = make_speaker(face, mouth=mouth)
+        base = Path(tmp.name) / f"{k:03d}"
+        write_wav(base.with_suffix(".wav"), bank.audio(u))
+        write_mp4(base.with_suffix(".mp4"), render_frames(sp, lips_pose(u.phones, w["frames"])),
+                  sp.photo.shape[:2], base.with_suffix(".wav"))
+        paths.append(base.with_suffix(".mp4"))
+    refs = [" ".join(w["words"]) for w in windows]
+    res: dict = {}
+    for mod, use_audio in (("video", False), ("audio-visual", True)):
+        res[mod] = {}
+        for r in rates:
+            t0 = time.perf_counter()
+            hyps = [lipread(pipe, p, use_audio=use_audio, rate=r)["text"] for p in paths]
+            res[mod][r] = {"wer": wer_pct(refs, hyps), "hyps": hyps}
+            log(f"  mp4 {mod:12s} rate {r} WER {res[mod][r]['wer']:6.2f} % "
+                f"{time.perf_counter() - t0:5.1f} s")
+    tmp.cleanup()
+    return res
+
+
 # ----------------------------------------------------------------------------- speed
 
 def graph_speed(artifact: Path, backend: str, runs: int, warmup: int) -> dict:
@@ -315,6 +357,9 @@ def parse_args(argv=None):
     ap.add_argument("--runs", type=int, default=None,
                     help="timed calls per graph (default 30; --quick 10)")
     ap.add_argument("--skip-speed", action="store_true", help="quality tables only")
+    ap.add_argument("--skip-mp4", action="store_true",
+                    help="no mp4 rows (the test utterances written as video files and read "
+                         "through read_video, the mouth tracker and the crop)")
     ap.add_argument("--out", help="write every figure (and the hypotheses) to this JSON")
     a = ap.parse_args(argv)
     if a.quick:
@@ -386,6 +431,11 @@ def run(a, log=print) -> dict:
         q[p] = quality(pipe, sets, RATES, MODALITIES, log)
         if piper:
             qp[p] = quality(pipe, piper_sets, (1,), ("audio", "audio-visual"), log)
+    mp4 = {}
+    if not a.skip_mp4:
+        log("fp32, the same utterances as mp4 files through `lipread()`")
+        mp4 = video_files(open_pipeline(artifacts["fp32"], a.backend), str(bank), windows,
+                          RATES, log)
     try:
         fl = viseme_floor(str(bank))
     except (SystemExit, AvedgeError, OSError) as exc:
@@ -413,7 +463,7 @@ def run(a, log=print) -> dict:
                          "exported"},
            "items": [{"voice": w["voice"], "index": w["index"], "text": " ".join(w["words"])}
                      for w in windows],
-           "quality": q, "holdout_synth": {"synth": HOLDOUT_SYNTH, "rate": 1, "wer": qp},
+           "quality": q, "mp4_fp32": mp4, "holdout_synth": {"synth": HOLDOUT_SYNTH, "rate": 1, "wer": qp},
            "viseme_floor": fl,
            "speed": {f"{b}/{p}": v for (b, p), v in speed.items()},
            "eager_split": eager, "face_roi": face,
@@ -440,6 +490,16 @@ def print_report(res: dict, log=print) -> None:
         log(f"\nViseme-oracle floor (benchmarks/lipread_floor.py, "
             f"{res['viseme_floor']['sentences']} test GRID sentences): {fl:.1f} % - the WER of "
             f"a reader that sees the exact viseme sequence; video-only rows cannot go below it.")
+    if res.get("mp4_fp32"):
+        log("\nThe same utterances as mp4 files (512x512, H.264 crf 20, as the corpus writes "
+            "its test videos) read by `lipread()` (read_video, mouth tracker, crop, grammar), "
+            "fp32, clean:\n")
+        rows = ["| modality | " + " | ".join(f"rate {r}" for r in RATES) + " |",
+                "|---|" + "---:|" * len(RATES)]
+        for mod, by_rate in res["mp4_fp32"].items():
+            rows.append(f"| {mod} | " + " | ".join(f"{by_rate[r]['wer']:.1f}" for r in RATES)
+                        + " |")
+        log("\n".join(rows))
     log("\nGreedy CTC (no lexicon), rate 1:\n")
     log("\n".join(wer_table(res["quality"], key="wer_greedy", rates=(1,))))
     hs = res["holdout_synth"]

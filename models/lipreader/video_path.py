@@ -12,8 +12,9 @@ the mp4s. This module renders every cached utterance again through
 and stores the ROIs beside the split cache with the same frame offsets:
     <split>/video-rois/frames.npy  uint8 (N, 88, 88), N = the split's frames
     <split>/video-rois/meta.json   {"done": utterances finished, "frames", "seed",
-                                    "draws": [[crf, scale, drift px], ...] per utterance}
-A build resumes where it stopped (`done` is committed after the frames it counts).
+                                    "version", "draws": [[crf, scale, drift px], ...]}
+A build resumes where it stopped (`done` is committed after the frames it counts); one of
+another PATH_VERSION (the tracker changed) starts again.
 
     python -m avedge.models.lipreader.video_path BANK [--cache DIR] [--splits train,val]
 """
@@ -36,6 +37,9 @@ CRF = (16, 30)  # libx264 constant rate factor drawn per utterance (the corpus w
 SCALE = (0.6, 1.0)  # frame size relative to the 512x512 render: the mouth's pixel size
 DRIFT_PX = 6.0  # most head drift (frame pixels at scale 1): the tracker must follow
 COMMIT_EVERY = 50
+# What the ROIs depend on besides the draws: raise it when the runtime's tracker or crop
+# changes (a cache built by another version is built again). 2: the head/offset track.
+PATH_VERSION = 2
 
 
 def draw(rng: np.random.Generator) -> tuple[int, float, float]:
@@ -103,8 +107,10 @@ def build(bank, cache: D.SplitCache, seed: int = 0, face_seed: int = 0,
     meta_path, frames_path = root / "meta.json", root / "frames.npy"
     N = len(cache.frames)
     meta = json.loads(meta_path.read_text()) if meta_path.is_file() else None
-    if meta is None or meta["frames"] != N or meta["seed"] != seed:
+    key = (N, seed, PATH_VERSION)
+    if meta is None or (meta["frames"], meta["seed"], meta.get("version")) != key:
         meta = {"done": 0, "frames": N, "seed": seed, "face_seed": face_seed,
+                "version": PATH_VERSION,
                 "crf": CRF, "scale": SCALE, "drift_px": DRIFT_PX, "draws": []}
         np.lib.format.open_memmap(frames_path, "w+", np.uint8, (N, D.ROI, D.ROI)).flush()
         atomic_write_json(meta_path, meta, indent=None)
@@ -150,7 +156,8 @@ def open_rois(cache: D.SplitCache) -> D.SplitCache | None:
     if not (root / "meta.json").is_file():
         return None
     meta = json.loads((root / "meta.json").read_text())
-    if meta["done"] < len(cache) or meta["frames"] != len(cache.frames):
+    if meta["done"] < len(cache) or meta["frames"] != len(cache.frames) \
+            or meta.get("version") != PATH_VERSION:
         return None
     return D.SplitCache(cache.root, cache.utts, np.load(root / "frames.npy", mmap_mode="r"),
                         cache.audio)

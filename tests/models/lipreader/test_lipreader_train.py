@@ -460,6 +460,9 @@ def test_video_path_rois_come_through_h264_and_the_tracker(bank, cache, tmp_path
     assert len(draws) == len(split) and all(d[0] != -1 for d in draws)  # the face was found
     assert [list(VP.draw(np.random.default_rng([0, u["frame"]]))) for u in split.utts] == \
         [[d[0], pytest.approx(d[1], abs=1e-3), pytest.approx(d[2], abs=1e-2)] for d in draws]
+    monkeypatch.setattr(VP, "PATH_VERSION", VP.PATH_VERSION + 1)  # the tracker changed
+    assert VP.open_rois(split) is None
+    monkeypatch.undo()
     # windows read the audio of the split and the frames of the video path
     w, w0 = D.sample(video, 0, None), D.sample(split, 0, None)
     np.testing.assert_array_equal(w["audio"], w0["audio"])
