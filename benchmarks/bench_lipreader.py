@@ -463,7 +463,8 @@ def run(a, log=print) -> dict:
                          "exported"},
            "items": [{"voice": w["voice"], "index": w["index"], "text": " ".join(w["words"])}
                      for w in windows],
-           "quality": q, "mp4_fp32": mp4, "holdout_synth": {"synth": HOLDOUT_SYNTH, "rate": 1, "wer": qp},
+           "quality": q, "mp4_fp32": mp4,
+           "holdout_synth": {"synth": HOLDOUT_SYNTH, "rate": 1, "wer": qp},
            "viseme_floor": fl,
            "speed": {f"{b}/{p}": v for (b, p), v in speed.items()},
            "eager_split": eager, "face_roi": face,

@@ -62,7 +62,8 @@ def frames_of(speaker, poses: np.ndarray, scale: float, drift: float,
     t = np.arange(F) / D.lr.FPS
     f = rng.uniform(0.2, 0.8, 2)  # Hz: a head sways, it does not shake
     ph = rng.uniform(0, 2 * np.pi, 2)
-    dx, dy = drift * np.sin(2 * np.pi * f[0] * t + ph[0]), drift * np.sin(2 * np.pi * f[1] * t + ph[1])
+    dx = drift * np.sin(2 * np.pi * f[0] * t + ph[0])
+    dy = drift * np.sin(2 * np.pi * f[1] * t + ph[1])
     out = []
     for k, img in enumerate(render_frames(speaker, poses)):
         H, W = img.shape[:2]
@@ -125,7 +126,8 @@ def build(bank, cache: D.SplitCache, seed: int = 0, face_seed: int = 0,
             bu = by_key.get((u["voice"], u["index"]))
             if bu is None:
                 raise AvedgeError(f"utterance {u['voice']}#{u['index']} of the cache is not "
-                                  f"in the bank {bank.root}: pass the bank the cache was built from")
+                                  f"in the bank {bank.root}: pass the bank the cache was "
+                                  f"built from")
             if u["voice"] not in speakers:  # the face data.build_split drew for this voice
                 frng = np.random.default_rng([face_seed, zlib.crc32(u["voice"].encode())])
                 speakers[u["voice"]] = make_speaker(FaceVariation.sample(frng), mouth=mouth)

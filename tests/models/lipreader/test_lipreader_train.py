@@ -454,7 +454,8 @@ def test_video_path_rois_come_through_h264_and_the_tracker(bank, cache, tmp_path
         diff = np.abs(got - rendered).mean()
         assert 1.0 < diff < 30, (i, diff)  # changed by the path, still the same mouth
         # the mouth moves in both: frame-to-frame changes correlate
-        mg, mr = np.abs(np.diff(got, axis=0)).mean((1, 2)), np.abs(np.diff(rendered, axis=0)).mean((1, 2))
+        mg = np.abs(np.diff(got, axis=0)).mean((1, 2))
+        mr = np.abs(np.diff(rendered, axis=0)).mean((1, 2))
         assert np.corrcoef(mg, mr)[0, 1] > 0.5
     draws = json.loads((split.root / VP.FOLDER / "meta.json").read_text())["draws"]
     assert len(draws) == len(split) and all(d[0] != -1 for d in draws)  # the face was found
