@@ -231,6 +231,8 @@ def main(argv=None) -> int:
     ap.add_argument("--lipreader-artifact")
     ap.add_argument("--backends", default="onnxruntime,executorch")
     ap.add_argument("--kiosk-seconds", type=float, default=60.0)
+    ap.add_argument("--quality-size", type=int, default=256, choices=(256, 512),
+                    help="frame size of the quality videos (the round trip reads them)")
     ap.add_argument("--skip", default="", help="comma list of: quality,silence,speed,kiosk")
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
@@ -250,7 +252,8 @@ def main(argv=None) -> int:
            "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     if "quality" not in skip:
         with tempfile.TemporaryDirectory() as tmp:
-            res["quality"] = quality(arts, bank, utts, faces[256], Path(tmp))
+            res["quality"] = quality(arts, bank, utts, faces[args.quality_size], Path(tmp))
+            res["quality"]["size"] = args.quality_size
     if "silence" not in skip:
         res["silence"] = silence(arts, faces[256])
     long_audio = np.concatenate([bank.audio(u) for u in utts]).astype(np.float32)
