@@ -113,6 +113,7 @@ def quality(arts, bank, utts, face, workdir: Path) -> dict:
     from avedge.models.corpus.face import FaceVariation
     from avedge.models.corpus.render import make_speaker, render_frames
     from avedge.models.corpus.visemes import lips_pose
+    from avedge.models.lipreader.tokenizer import normalize
     from avedge.models.lipsync.evaluate import energy_envelope, pose_errors, sync_offset
     from avedge.runtime.pipelines.lipread import lipread
     from avedge.runtime.video_io import write_video
@@ -140,9 +141,14 @@ def quality(arts, bank, utts, face, workdir: Path) -> dict:
             e, o = mp4_sync(path, box)
             mp4[key][0].append(e)
             mp4[key][1].append(o)
-        refs.append(u.text)
-        hyp_gen.append(lipread(arts["lipreader"], gen_path, use_audio=False, rate=1)["text"])
-        hyp_gt.append(lipread(arts["lipreader"], gt_path, use_audio=False, rate=1)["text"])
+        # The reader's words are lower case without punctuation: so must the reference be
+        # ("Q" vs "q" and "soon." vs "soon" counted 2 errors in every 6-word sentence
+        # until session 16).
+        refs.append(normalize(u.text))
+        hyp_gen.append(normalize(lipread(arts["lipreader"], gen_path, use_audio=False,
+                                         rate=1)["text"]))
+        hyp_gt.append(normalize(lipread(arts["lipreader"], gt_path, use_audio=False,
+                                        rate=1)["text"]))
         print(f"[{k + 1}/{len(utts)}] {u.synth} {u.text!r}: gen {hyp_gen[-1]!r} / "
               f"gt {hyp_gt[-1]!r}", file=sys.stderr)
 
