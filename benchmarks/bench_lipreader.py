@@ -179,8 +179,6 @@ def video_files(pipe, bank_dir: str, windows: list[dict], rates, log) -> dict:
     test videos (the speaker's face, full 512x512 frames, H.264 crf 20, the audio muxed
     in), read by `lipread()` - read_video, the mouth tracker, the crop, the grammar.
     {modality: {rate: {"wer", "hyps"}}}; the ROI-cache rows above read rendered ROIs."""
-    import zlib
-
     from avedge.models.corpus.face import FaceVariation, default_photo, find_mouth
     from avedge.models.corpus.render import make_speaker, render_frames
     from avedge.models.corpus.visemes import lips_pose
@@ -195,8 +193,7 @@ def video_files(pipe, bank_dir: str, windows: list[dict], rates, log) -> dict:
     paths = []
     for k, w in enumerate(windows):  # the face data.build_split draws for the voice
         u = by_key[(w["voice"], w["index"])]
-        face = FaceVariation.sample(np.random.default_rng([0, zlib.crc32(w["voice"].encode())]))
-        sp = make_speaker(face, mouth=mouth)
+        sp = make_speaker(FaceVariation.of_voice(0, w["voice"]), mouth=mouth)
         base = Path(tmp.name) / f"{k:03d}"
         write_wav(base.with_suffix(".wav"), bank.audio(u))
         write_mp4(base.with_suffix(".mp4"), render_frames(sp, lips_pose(u.phones, w["frames"])),

@@ -50,6 +50,14 @@ class FaceVariation:
             gain_b=float(rng.uniform(0.85, 1.15)), contrast=float(rng.uniform(0.8, 1.2)),
             light_x=float(rng.uniform(-0.25, 0.25)), light_y=float(rng.uniform(-0.15, 0.15)))
 
+    @staticmethod
+    def of_voice(seed: int, voice: str) -> FaceVariation:
+        """The face a voice gets under a seed (the corpus writer's --seed): a function of
+        (seed, voice), so a voice keeps its face and every tool draws the same one."""
+        import zlib
+
+        return FaceVariation.sample(np.random.default_rng([seed, zlib.crc32(voice.encode())]))
+
     def to_json(self) -> dict:
         return {k: round(v, 5) for k, v in asdict(self).items()}
 

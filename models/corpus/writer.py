@@ -20,7 +20,6 @@ import json
 import shutil
 import subprocess
 import zipfile
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -102,8 +101,7 @@ def write_corpus(out, n: int, seed: int = 0, split: str = "train", bank_dir=None
         utts = [u for u in bank.by_voice[voice] if kind is None or u.kind == kind]
         u = utts[int(rng.integers(len(utts)))]
         if voice not in speakers:
-            frng = np.random.default_rng([seed, zlib.crc32(voice.encode())])
-            speakers[voice] = make_speaker(FaceVariation.sample(frng))
+            speakers[voice] = make_speaker(FaceVariation.of_voice(seed, voice))
         sp = speakers[voice]
         audio = bank.audio(u)
         F = n_frames(len(audio))

@@ -32,7 +32,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -196,8 +195,8 @@ def build_split(bank, split: str, cache_dir: str | Path, face_seed: int = 0,
         with torch.inference_mode():
             for k, u in enumerate(todo):
                 if u.voice not in speakers:  # as models/corpus/writer.py draws a face
-                    frng = np.random.default_rng([face_seed, zlib.crc32(u.voice.encode())])
-                    speakers[u.voice] = make_speaker(FaceVariation.sample(frng), mouth=mouth)
+                    speakers[u.voice] = make_speaker(FaceVariation.of_voice(face_seed, u.voice),
+                                                     mouth=mouth)
                 x = bank.audio(u)
                 F = -(-len(x) // HOP)
                 roi = render_roi(speakers[u.voice], lips_pose(u.phones, F))

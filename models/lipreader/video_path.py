@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -129,8 +128,8 @@ def build(bank, cache: D.SplitCache, seed: int = 0, face_seed: int = 0,
                                   f"in the bank {bank.root}: pass the bank the cache was "
                                   f"built from")
             if u["voice"] not in speakers:  # the face data.build_split drew for this voice
-                frng = np.random.default_rng([face_seed, zlib.crc32(u["voice"].encode())])
-                speakers[u["voice"]] = make_speaker(FaceVariation.sample(frng), mouth=mouth)
+                speakers[u["voice"]] = make_speaker(FaceVariation.of_voice(face_seed, u["voice"]),
+                                                    mouth=mouth)
             rng = np.random.default_rng([seed, u["frame"]])
             crf, scale, drift = draw(rng)
             poses = lips_pose(bu.phones, u["frames"])

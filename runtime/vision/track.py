@@ -253,12 +253,13 @@ def _finish(raw: np.ndarray, colour: bool, searches: int,
                          "visible in most frames")
     t, idx = np.arange(F), np.flatnonzero(found)
     filled = np.stack([np.interp(t, idx, raw[idx, j]) for j in range(4)], 1)
-    cx, cy = (_smooth(filled[:, j]) for j in range(2))
-    on = idx if heads is None else np.flatnonzero(found & ~np.isnan(heads[:, 0]))
-    if heads is not None and len(on) * 2 > len(idx):  # head motion + the mouth's offset
+    on = [] if heads is None else np.flatnonzero(found & ~np.isnan(heads[:, 0]))
+    if len(on) * 2 > len(idx):  # the head matched in most found frames: head + offset
         head = np.stack([np.interp(t, on, heads[on, j]) for j in range(2)], 1)
         cx, cy = (_smooth(head[:, j]) + _smooth(filled[:, j] - head[:, j], OFFSET_K, "even")
                   for j in range(2))
+    else:
+        cx, cy = (_smooth(filled[:, j]) for j in range(2))
     # Robust scale and roll: medians over the detections near each frame.
     hw = _windowed_median(idx, raw[idx, 3], F)
     angle = _windowed_median(idx, raw[idx, 2], F)
